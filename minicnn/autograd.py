@@ -1,0 +1,673 @@
+"""The autograd engine: Tensor, Function, the backward walk, no_grad.
+
+A Tensor wraps one backend array. When an op runs on Tensors of which some require a
+gradient (and grad mode is on), the op's Function object is remembered as the result's
+``grad_fn`` together with *edges* to where each input's gradient must go: the input's own
+``grad_fn`` (an interior node) or the input Tensor itself (a leaf, whose ``.grad``
+accumulates). ``backward()`` sorts those nodes topologically and calls each Function's
+hand-written ``backward`` once, in reverse order, adding up the gradients that arrive at
+a node from several uses (fan-out) before the node runs.
+
+Edges point at *nodes*, not at Tensor objects, so an in-place update that makes a Tensor
+the output of a new node (``out += shortcut``, ``x[0] = 1``) leaves earlier uses of its
+old value untouched: the graph stays correct.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+
+import numpy as np
+
+from . import backend
+
+__all__ = ["Tensor", "Function", "no_grad", "enable_grad", "set_grad_enabled",
+           "is_grad_enabled", "tensor", "as_tensor", "unbroadcast"]
+
+
+# ---------------------------------------------------------------------- grad mode
+
+_state = threading.local()
+
+
+def is_grad_enabled():
+    """True unless inside ``no_grad()`` (per thread, as in PyTorch)."""
+    return getattr(_state, "enabled", True)
+
+
+class set_grad_enabled:
+    """Context manager and decorator that turns graph recording on or off."""
+
+    def __init__(self, mode=True):
+        self.mode = bool(mode)
+        self.prev = is_grad_enabled()
+        _state.enabled = self.mode   # takes effect at once, like torch.set_grad_enabled(False)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _state.enabled = self.prev
+        return False
+
+
+class _GradMode(contextlib.ContextDecorator):
+    mode = True
+
+    def __enter__(self):
+        self.prev = is_grad_enabled()
+        _state.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _state.enabled = self.prev
+        return False
+
+
+class no_grad(_GradMode):
+    """``with minicnn.no_grad():`` or ``@minicnn.no_grad()``: record no graph inside."""
+    mode = False
+
+
+class enable_grad(_GradMode):
+    """Turn recording back on inside a ``no_grad`` block."""
+    mode = True
+
+
+# ----------------------------------------------------------------------- Function
+
+class Function:
+    """One differentiable op: ``forward`` and ``backward`` on raw arrays.
+
+    Subclasses take their hyper-parameters in ``__init__`` and are applied with
+    ``MyOp(hyper=...)(x, w)``. In ``forward(*arrays)`` they may read
+    ``self.needs_input_grad`` (a bool per input) to skip saving what no gradient needs.
+    ``backward(*grads)`` receives one gradient per output and returns one per input (a
+    tuple, or a single array when there is one input); ``None`` stands for "no gradient".
+    Inputs given as ``None`` (an absent bias) reach ``forward`` as ``None``.
+    Integer or boolean outputs are never differentiable.
+    """
+
+    needs_input_grad = ()
+
+    def forward(self, *arrays):
+        raise NotImplementedError
+
+    def backward(self, *grads):
+        raise NotImplementedError
+
+    def __call__(self, *inputs):
+        tensors = tuple(None if x is None else as_tensor(x) for x in inputs)
+        self.needs_input_grad = tuple(t is not None and t.requires_grad for t in tensors)
+        record = is_grad_enabled() and any(self.needs_input_grad)
+        if not record:
+            self.needs_input_grad = (False,) * len(tensors)
+        raw = self.forward(*(None if t is None else t.array for t in tensors))
+        outputs = raw if isinstance(raw, tuple) else (raw,)
+        results = tuple(Tensor._wrap(o) for o in outputs)
+        if record:
+            # Where each input's gradient goes: its node, or itself if it is a leaf.
+            self.edges = tuple(_edge(t) for t in tensors)
+            self.output_meta = tuple((o.shape, o.dtype) for o in outputs)
+            for index, r in enumerate(results):
+                if _is_float(r.array):
+                    r.requires_grad = True
+                    r.grad_fn = self
+                    r.output_index = index
+        return results if isinstance(raw, tuple) else results[0]
+
+    def __repr__(self):
+        return f"<{type(self).__name__}>"
+
+
+def _edge(t):
+    if t is None or not t.requires_grad:
+        return None
+    if t.grad_fn is not None:
+        return (t.grad_fn, t.output_index)
+    return t   # a leaf
+
+
+def _is_float(array):
+    return array.dtype.kind in "fc"
+
+
+# ------------------------------------------------------------------ backward walk
+
+def _topological_order(root):
+    """Nodes reachable from ``root``, each after every node that consumes its output.
+
+    Iterative depth-first search (no recursion limit on deep chains).
+    """
+    order, visited = [], {id(root)}
+    stack = [(root, iter(_parents(root)))]
+    while stack:
+        node, parents = stack[-1]
+        for parent in parents:
+            if id(parent) not in visited:
+                visited.add(id(parent))
+                stack.append((parent, iter(_parents(parent))))
+                break
+        else:
+            stack.pop()
+            order.append(node)
+    order.reverse()      # root first
+    return order
+
+
+def _parents(fn):
+    if not hasattr(fn, "edges"):
+        raise RuntimeError(
+            "backward: trying to backward through the graph a second time (or directly "
+            "access saved values after they have already been freed). Saved intermediate "
+            "values of the graph are freed when you call .backward(); specify "
+            "retain_graph=True if you need to backward through the graph a second time.")
+    return [e[0] for e in fn.edges if isinstance(e, tuple)]
+
+
+def _run_backward(root_tensor, grad, retain_graph):
+    root = root_tensor.grad_fn
+    pending = {id(root): [None] * len(root.output_meta)}
+    pending[id(root)][root_tensor.output_index] = grad
+    for fn in _topological_order(root):
+        grads = pending.pop(id(fn), None)
+        if grads is None:          # nothing flows back through this node
+            continue
+        xp = backend.get_array_module(*(g for g in grads if g is not None))
+        grads = [xp.zeros(shape, dtype) if g is None else g
+                 for g, (shape, dtype) in zip(grads, fn.output_meta)]
+        input_grads = fn.backward(*grads)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        if len(input_grads) != len(fn.edges):
+            raise RuntimeError(f"{type(fn).__name__}.backward returned {len(input_grads)} "
+                               f"gradients for {len(fn.edges)} inputs")
+        for edge, g in zip(fn.edges, input_grads):
+            if edge is None or g is None:
+                continue
+            if isinstance(edge, tuple):
+                node, index = edge
+                slot = pending.setdefault(id(node), [None] * len(node.output_meta))
+                # out-of-place add: a backward may hand the same array to several inputs
+                slot[index] = g if slot[index] is None else slot[index] + g
+            else:
+                edge._accumulate_grad(g)
+        if not retain_graph:
+            _free(fn)
+
+
+def _free(fn):
+    """Drop what a node saved for backward (and its edges), so memory is returned."""
+    meta = fn.output_meta
+    fn.__dict__.clear()
+    fn.output_meta = meta
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` over the axes that broadcasting added or stretched, to get ``shape``.
+
+    The gradient of ``x`` in ``x + y`` (x broadcast from ``shape``) is the upstream gradient
+    summed over every broadcast axis: leading axes that ``x`` lacks, and axes where ``x``
+    has size 1.
+    """
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+# ------------------------------------------------------------------------- Tensor
+
+def _to_array(data, dtype=None, device=None):
+    """Make a backend array from ``data`` (array, Tensor, list, number)."""
+    if isinstance(data, Tensor):
+        data = data.array
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+    target = backend.Device(device) if device is not None else None
+    if backend._is_cupy_array(data):
+        xp = backend.get_array_module(data)
+        array = data if dtype is None else data.astype(dtype, copy=False)
+        return array if target is None else backend.to_device(array, target)
+    array = np.asarray(data)
+    if dtype is None and array.dtype.kind == "f" and not isinstance(data, np.ndarray):
+        # Python floats and lists of them become the default float dtype, as in torch.
+        array = array.astype(backend.get_default_dtype())
+    elif dtype is None and array.dtype == np.float16 and not isinstance(data, np.ndarray):
+        pass
+    elif dtype is not None:
+        array = array.astype(dtype, copy=False)
+    if array.dtype.kind in "OUSV":
+        raise TypeError(f"tensor: cannot make a tensor from data of dtype {array.dtype} "
+                        f"({type(data).__name__})")
+    if target is not None and target.type == "cuda":
+        array = backend.to_device(array, target)
+    return array
+
+
+class Tensor:
+    """An n-dimensional array that can record the operations applied to it.
+
+    ``requires_grad`` marks a tensor whose gradient is wanted; after ``loss.backward()``
+    it is in ``.grad`` (a Tensor of the same shape). Operators and methods follow PyTorch.
+    """
+
+    # Make NumPy defer to Tensor in ``ndarray * tensor`` instead of looping over elements.
+    __array_ufunc__ = None
+    __array_priority__ = 1000
+
+    def __init__(self, data, requires_grad=False, dtype=None, device=None):
+        self.array = _to_array(data, dtype, device)
+        self.grad = None
+        self.grad_fn = None
+        self.output_index = 0
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _wrap(cls, array):
+        t = cls.__new__(cls)
+        t.array, t.grad, t.grad_fn, t.output_index, t.requires_grad = array, None, None, 0, False
+        return t
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def shape(self):
+        return self.array.shape
+
+    @property
+    def dtype(self):
+        return self.array.dtype
+
+    @property
+    def device(self):
+        return backend.device_of(self.array)
+
+    @property
+    def ndim(self):
+        return self.array.ndim
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def is_cuda(self):
+        return self.device.type == "cuda"
+
+    @property
+    def data(self):
+        """A tensor sharing this one's array, outside the graph (as ``torch.Tensor.data``)."""
+        return Tensor._wrap(self.array)
+
+    @data.setter
+    def data(self, value):
+        value = _to_array(value)
+        if value.shape != self.shape:
+            raise ValueError(f"Tensor.data: expected shape {self.shape}, got {value.shape}")
+        self.array = value.astype(self.dtype, copy=False)
+
+    @property
+    def T(self):
+        return self.permute(*reversed(range(self.ndim)))
+
+    def dim(self):
+        return self.array.ndim
+
+    def numel(self):
+        return int(self.array.size)
+
+    def size(self, dim=None):
+        """The shape (as ``torch.Size``-like tuple), or one dimension's length."""
+        if dim is None:
+            return tuple(self.array.shape)
+        return self.array.shape[_check_dim("size", dim, self.ndim)]
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.array.shape[0]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def item(self):
+        if self.array.size != 1:
+            raise ValueError(f"item: only a tensor with one element can be converted to a "
+                             f"Python number, this one has shape {self.shape}")
+        return self.array.reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def numpy(self):
+        """A host (NumPy) copy-free view when on the CPU, a copy from the GPU otherwise."""
+        # NOTE: torch insists on .detach() first; a NumPy array carries no graph either way.
+        return backend.to_device(self.array, "cpu")
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype)
+
+    def __repr__(self):
+        body = np.array2string(self.numpy(), separator=", ", precision=4,
+                               prefix="tensor(")
+        extras = []
+        if self.dtype not in (backend.get_default_dtype(), np.dtype(np.int64), np.dtype(np.bool_)):
+            extras.append(f"dtype={self.dtype}")
+        if self.device.type != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn=<{type(self.grad_fn).__name__}>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    def __bool__(self):
+        if self.array.size != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self.array.size} elements "
+                               "is ambiguous")
+        return bool(self.array.reshape(()))
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self.dtype.kind not in "iu" or self.array.size != 1:
+            raise TypeError("only integer tensors of a single element can be used as an index")
+        return int(self.item())
+
+    def __hash__(self):
+        return id(self)
+
+    # ------------------------------------------------------------- grad handling
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and not _is_float(self.array):
+            raise RuntimeError(f"requires_grad_: only floating-point tensors can require "
+                               f"gradients, this one is {self.dtype}")
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError("requires_grad_: you can only change requires_grad of leaf "
+                               "tensors; use .detach() for a non-leaf")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def detach(self):
+        """The same array, cut from the graph."""
+        return Tensor._wrap(self.array)
+
+    def detach_(self):
+        self.grad_fn, self.requires_grad = None, False
+        return self
+
+    def _accumulate_grad(self, g):
+        if g.shape != self.shape:
+            raise RuntimeError(f"backward: gradient of shape {g.shape} reached a tensor of "
+                               f"shape {self.shape}")
+        if g.dtype != self.dtype:
+            g = g.astype(self.dtype)
+        if self.grad is None:
+            # Copy: a backward may return one array for several inputs (e.g. of an add),
+            # and a user mutating one .grad in place must not change another.
+            xp = backend.get_array_module(g)
+            self.grad = Tensor._wrap(xp.array(g, copy=True))
+        else:
+            self.grad = Tensor._wrap(self.grad.array + g)
+
+    def backward(self, gradient=None, retain_graph=False):
+        """Compute the gradient of this tensor with respect to every leaf that requires one.
+
+        ``gradient`` (the upstream gradient dL/dself) may be omitted only for a tensor with
+        one element. Gradients add up in each leaf's ``.grad``.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad and has no "
+                               "grad_fn (did you forget requires_grad=True, or call it "
+                               "inside no_grad()?)")
+        xp = backend.get_array_module(self.array)
+        if gradient is None:
+            if self.array.size != 1:
+                raise RuntimeError(f"backward: grad can be implicitly created only for "
+                                   f"scalar outputs; this tensor has shape {self.shape}, "
+                                   f"pass gradient= of that shape")
+            g = xp.ones(self.shape, dtype=self.dtype)
+        else:
+            g = _to_array(gradient)
+            if g.shape != self.shape:
+                raise RuntimeError(f"backward: gradient has shape {g.shape}, expected "
+                                   f"{self.shape} (the shape of the tensor)")
+            g = xp.asarray(g).astype(self.dtype, copy=False)
+        if self.grad_fn is None:       # a leaf: its gradient is the upstream gradient
+            self._accumulate_grad(g)
+            return
+        _run_backward(self, g, retain_graph)
+
+    def retain_grad(self):
+        raise NotImplementedError("retain_grad is not supported; read intermediate "
+                                  "gradients with a forward hook and torch-style autograd")
+
+    def zero_(self):
+        self.array[...] = 0
+        return self
+
+    def fill_(self, value):
+        self.array[...] = value
+        return self
+
+    # ------------------------------------------------------------ conversions
+    def to(self, *args, dtype=None, device=None, copy=False):
+        """``t.to("cuda")``, ``t.to(minicnn.float64)``, ``t.to(other_tensor)``."""
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype, device = a.dtype, a.device
+            elif isinstance(a, (str, backend.Device)):
+                device = a
+            else:
+                dtype = a
+        out = self
+        if device is not None and backend.Device(device) != self.device:
+            out = _ToDevice(backend.Device(device))(out)
+        if dtype is not None and np.dtype(dtype) != out.dtype:
+            out = _Cast(np.dtype(dtype))(out)
+        if copy and out is self:
+            out = self.clone()
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, index=0):
+        return self.to(f"cuda:{index}")
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return str(self.dtype)
+        return self.to(dtype=dtype)
+
+    def float(self):
+        return self.to(dtype=np.float32)
+
+    def double(self):
+        return self.to(dtype=np.float64)
+
+    def half(self):
+        return self.to(dtype=np.float16)
+
+    def long(self):
+        return self.to(dtype=np.int64)
+
+    def int(self):
+        return self.to(dtype=np.int32)
+
+    def bool(self):
+        return self.to(dtype=np.bool_)
+
+    def type_as(self, other):
+        return self.to(dtype=other.dtype, device=other.device)
+
+    def clone(self):
+        from .functional.elementwise import clone
+        return clone(self)
+
+    def copy_(self, src):
+        """Copy ``src`` into this tensor in place (shape-broadcast, dtype-cast)."""
+        src = as_tensor(src)
+        if self.requires_grad and self.is_leaf and is_grad_enabled():
+            raise RuntimeError("copy_: a leaf tensor that requires grad is being used in an "
+                               "in-place operation (wrap it in minicnn.no_grad())")
+        xp = backend.get_array_module(self.array)
+        self.array[...] = xp.asarray(backend.to_device(src.array, self.device))
+        return self
+
+    def contiguous(self):
+        return self
+
+    # ------------------------------------------------------------ in-place update
+    def _become(self, result):
+        """Make this tensor hold ``result``: how in-place ops work on graph tensors.
+
+        Without a graph the array is updated in place, so aliases see the change (as in
+        torch). With one, this tensor becomes the output of ``result``'s node; uses of its
+        old value already recorded keep pointing at the old node, so gradients stay right.
+        """
+        if result.requires_grad:
+            if self.requires_grad and self.is_leaf:
+                raise RuntimeError("a leaf tensor that requires grad is being used in an "
+                                   "in-place operation (wrap it in minicnn.no_grad())")
+            self.array, self.grad_fn = result.array, result.grad_fn
+            self.output_index, self.requires_grad = result.output_index, True
+        else:
+            if result.shape != self.shape:
+                raise RuntimeError(f"in-place operation: result of shape {result.shape} "
+                                   f"cannot be stored in a tensor of shape {self.shape}")
+            self.array[...] = result.array.astype(self.dtype, copy=False)
+        return self
+
+    def __iadd__(self, other):
+        return self._become(self + other)
+
+    def __isub__(self, other):
+        return self._become(self - other)
+
+    def __imul__(self, other):
+        return self._become(self * other)
+
+    def __itruediv__(self, other):
+        return self._become(self / other)
+
+    def add_(self, other, alpha=1):
+        return self._become(self + (other * alpha if alpha != 1 else other))
+
+    def sub_(self, other, alpha=1):
+        return self._become(self - (other * alpha if alpha != 1 else other))
+
+    def mul_(self, other):
+        return self._become(self * other)
+
+    def div_(self, other):
+        return self._become(self / other)
+
+    def clamp_(self, min=None, max=None):
+        return self._become(self.clamp(min, max))
+
+    def relu_(self):
+        return self._become(self.relu())
+
+    def __setitem__(self, index, value):
+        from .functional.shape import index_put
+        index = _unwrap_index(index)
+        value = as_tensor(value, like=self)
+        if (self.requires_grad or value.requires_grad) and is_grad_enabled():
+            self._become(index_put(self, index, value))
+        else:
+            xp = backend.get_array_module(self.array)
+            self.array[index] = xp.asarray(value.array).astype(self.dtype, copy=False)
+
+
+def _unwrap_index(index):
+    """Turn Tensors inside an index expression into arrays."""
+    if isinstance(index, tuple):
+        return tuple(_unwrap_index(i) for i in index)
+    if isinstance(index, Tensor):
+        return index.array
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+def _check_dim(op, dim, ndim):
+    if not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{op}: dim must be an integer, got {dim!r}")
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise IndexError(f"{op}: dim {dim} is out of range for a tensor with {ndim} "
+                         f"dimension(s)")
+    return dim % max(ndim, 1)
+
+
+class _Cast(Function):
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def forward(self, x):
+        self.src_dtype = x.dtype
+        return x.astype(self.dtype)
+
+    def backward(self, g):
+        return g.astype(self.src_dtype)
+
+
+class _ToDevice(Function):
+    def __init__(self, dev):
+        self.dev = dev
+
+    def forward(self, x):
+        self.src = backend.device_of(x)
+        return backend.to_device(x, self.dev)
+
+    def backward(self, g):
+        return backend.to_device(g, self.src)
+
+
+# ------------------------------------------------------------------- constructors
+
+def tensor(data, requires_grad=False, dtype=None, device=None):
+    """A new Tensor holding a copy of ``data`` (as ``torch.tensor``)."""
+    array = _to_array(data, dtype, device)
+    if isinstance(data, (Tensor, np.ndarray)) or backend._is_cupy_array(data):
+        xp = backend.get_array_module(array)
+        array = xp.array(array, copy=True)
+    t = Tensor._wrap(array)
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def as_tensor(value, like=None, dtype=None):
+    """``value`` if it is a Tensor, else a Tensor made from it.
+
+    A Python number combined with ``like`` takes ``like``'s dtype when that is a float
+    (``x * 2`` keeps float32) and ``like``'s device, as torch's type promotion does.
+    """
+    if isinstance(value, Tensor):
+        return value
+    if like is not None and isinstance(value, (int, float, bool, np.number, np.bool_)):
+        if like.dtype.kind == "f":
+            dt = like.dtype
+        elif isinstance(value, (float, np.floating)):
+            dt = backend.get_default_dtype()
+        else:
+            dt = like.dtype if not isinstance(value, bool) else np.bool_
+        xp = backend.get_array_module(like.array)
+        return Tensor._wrap(xp.asarray(value, dtype=dt))
+    array = _to_array(value, dtype)
+    if like is not None and backend._is_cupy_array(like.array):
+        array = backend.to_device(array, like.device)
+    return Tensor._wrap(array)

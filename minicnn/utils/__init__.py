@@ -1,0 +1,1 @@
+"""Tools around the engine: gradient checking, torch comparison, summaries, serialization."""

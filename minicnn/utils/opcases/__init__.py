@@ -1,0 +1,1 @@
+"""Op-check cases, one module per op family (see ``minicnn/utils/opcheck.py``)."""

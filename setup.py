@@ -1,0 +1,27 @@
+"""minicnn: a CNN engine from scratch on NumPy/CuPy, every op checked against PyTorch."""
+from setuptools import find_packages, setup
+
+TRAIN = ["tqdm>=4.60", "matplotlib>=3.5", "scikit-learn>=1.0", "pillow>=9.0"]
+
+setup(
+    name="minicnn",
+    version="0.1.0",
+    description="A convolutional-network engine written from scratch on NumPy and CuPy, "
+                "with hand-written backward passes checked against PyTorch",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["minicnn", "minicnn.*", "kernels", "kernels.*",
+                                    "benchmarks", "benchmarks.*"]),
+    include_package_data=True,
+    install_requires=["numpy>=1.22", "numba>=0.56"],
+    extras_require={
+        # the main job: progress bars, learning-curve plots, the offline digits data
+        "train": TRAIN,
+        "test": TRAIN + ["pytest>=7", "hypothesis>=6", "torch==2.13.0"],
+        "gpu": ["cupy-cuda12x>=12"],
+        "bench": TRAIN + ["torch==2.13.0"],
+    },
+    entry_points={"console_scripts": ["minicnn=minicnn.cli:main"]},
+    license="MIT",
+)
