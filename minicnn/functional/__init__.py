@@ -7,3 +7,9 @@ from .reduction import *        # noqa: F401,F403
 from .linalg import *           # noqa: F401,F403
 from .activation import *       # noqa: F401,F403
 from .padding import *          # noqa: F401,F403
+from .conv import *             # noqa: F401,F403
+from .pooling import *          # noqa: F401,F403
+from .normalization import *    # noqa: F401,F403
+from .dropout import *          # noqa: F401,F403
+from .loss import *             # noqa: F401,F403
+from .vision import *           # noqa: F401,F403
