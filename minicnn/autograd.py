@@ -584,25 +584,14 @@ class Tensor:
         return self._become(self.relu())
 
     def __setitem__(self, index, value):
-        from .functional.shape import index_put
-        index = _unwrap_index(index)
+        from .functional.shape import index_put, _index_for
+        index = _index_for(self, index)
         value = as_tensor(value, like=self)
         if (self.requires_grad or value.requires_grad) and is_grad_enabled():
             self._become(index_put(self, index, value))
         else:
             xp = backend.get_array_module(self.array)
             self.array[index] = xp.asarray(value.array).astype(self.dtype, copy=False)
-
-
-def _unwrap_index(index):
-    """Turn Tensors inside an index expression into arrays."""
-    if isinstance(index, tuple):
-        return tuple(_unwrap_index(i) for i in index)
-    if isinstance(index, Tensor):
-        return index.array
-    if isinstance(index, list):
-        return np.asarray(index)
-    return index
 
 
 def _check_dim(op, dim, ndim):

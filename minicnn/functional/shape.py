@@ -143,7 +143,8 @@ def getitem(x, index):
     Backward scatters the gradient into zeros of the input's shape; repeated integer
     indices add up.
     """
-    return GetItem(index)(as_tensor(x))
+    x = as_tensor(x)
+    return GetItem(_index_for(x, index))(x)
 
 
 def index_put(x, index, value):
@@ -152,7 +153,7 @@ def index_put(x, index, value):
     value = as_tensor(value, like=x)
     if value.dtype != x.dtype:
         value = value.to(dtype=x.dtype)
-    return IndexPut(index)(x, value)
+    return IndexPut(_index_for(x, index))(x, value)
 
 
 def cat(tensors, dim=0):
@@ -250,6 +251,21 @@ class BroadcastTo(Function):
     def backward(self, g):
         from ..autograd import unbroadcast
         return unbroadcast(g, self.in_shape)
+
+
+def _index_for(x, index):
+    """An index expression with Tensors and lists turned into arrays on ``x``'s device."""
+    xp = backend.get_array_module(x.array)
+
+    def convert(i):
+        if isinstance(i, Tensor):
+            i = i.array
+        elif isinstance(i, list):
+            i = xp.asarray(i)
+        if hasattr(i, "dtype") and hasattr(i, "shape") and not isinstance(i, (int, np.integer)):
+            return xp.asarray(i)
+        return i
+    return tuple(convert(i) for i in index) if isinstance(index, tuple) else convert(index)
 
 
 def _has_advanced(index):
