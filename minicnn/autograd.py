@@ -177,6 +177,10 @@ def _run_backward(root_tensor, grad, retain_graph):
         xp = backend.get_array_module(*(g for g in grads if g is not None))
         grads = [xp.zeros(shape, dtype) if g is None else g
                  for g, (shape, dtype) in zip(grads, fn.output_meta)]
+        # the gradient of each output is complete now: run hooks, fill retained .grad
+        for index, tensors in getattr(fn, "watchers", {}).items():
+            for t in tensors:
+                grads[index] = t._receive_grad(grads[index])
         input_grads = fn.backward(*grads)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
@@ -411,6 +415,11 @@ class Tensor:
         return self
 
     def _accumulate_grad(self, g):
+        if self.grad_fn is None:
+            for hook in list(getattr(self, "_hooks", [])):   # leaf hooks run first
+                out = hook(Tensor._wrap(g))
+                if out is not None:
+                    g = as_tensor(out).array
         if g.shape != self.shape:
             raise RuntimeError(f"backward: gradient of shape {g.shape} reached a tensor of "
                                f"shape {self.shape}")
@@ -424,12 +433,14 @@ class Tensor:
         else:
             self.grad = Tensor._wrap(self.grad.array + g)
 
-    def backward(self, gradient=None, retain_graph=False):
+    def backward(self, gradient=None, retain_graph=False, *, grad=None):
         """Compute the gradient of this tensor with respect to every leaf that requires one.
 
         ``gradient`` (the upstream gradient dL/dself) may be omitted only for a tensor with
         one element. Gradients add up in each leaf's ``.grad``.
         """
+        if gradient is None:
+            gradient = grad                  # backward(grad=...) reads naturally too
         if not self.requires_grad:
             raise RuntimeError("backward: this tensor does not require grad and has no "
                                "grad_fn (did you forget requires_grad=True, or call it "
@@ -453,8 +464,37 @@ class Tensor:
         _run_backward(self, g, retain_graph)
 
     def retain_grad(self):
-        raise NotImplementedError("retain_grad is not supported; read intermediate "
-                                  "gradients with a forward hook and torch-style autograd")
+        """Keep the gradient of this non-leaf tensor in ``.grad`` after backward."""
+        if self.grad_fn is not None and not getattr(self, "_retains", False):
+            self._retains = True
+            self._watch()
+        return self
+
+    def register_hook(self, hook):
+        """``hook(grad) -> None or new grad`` runs when this tensor's gradient is computed
+        (e.g. to inspect or clip it); returns a handle whose ``remove()`` unregisters it."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: cannot register a hook on a tensor that "
+                               "doesn't require gradient")
+        hooks = self.__dict__.setdefault("_hooks", [])
+        hooks.append(hook)
+        if self.grad_fn is not None and len(hooks) == 1:
+            self._watch()
+        return _HookHandle(hooks, hook)
+
+    def _watch(self):
+        watchers = self.grad_fn.__dict__.setdefault("watchers", {})
+        watchers.setdefault(self.output_index, []).append(self)
+
+    def _receive_grad(self, g):
+        """A non-leaf's gradient arrives: apply hooks, keep it if retained."""
+        for hook in list(getattr(self, "_hooks", [])):
+            out = hook(Tensor._wrap(g))
+            if out is not None:
+                g = as_tensor(out).array
+        if getattr(self, "_retains", False):
+            self._accumulate_grad(g)
+        return g
 
     def zero_(self):
         self.array[...] = 0
@@ -592,6 +632,15 @@ class Tensor:
         else:
             xp = backend.get_array_module(self.array)
             self.array[index] = xp.asarray(value.array).astype(self.dtype, copy=False)
+
+
+class _HookHandle:
+    def __init__(self, hooks, hook):
+        self.hooks, self.hook = hooks, hook
+
+    def remove(self):
+        if self.hook in self.hooks:
+            self.hooks.remove(self.hook)
 
 
 def _check_dim(op, dim, ndim):

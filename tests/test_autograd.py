@@ -233,3 +233,26 @@ def test_to_dtype_is_differentiable():
     y.sum().backward()
     assert x.grad.dtype == np.float32
     np.testing.assert_allclose(x.grad.numpy(), [3.0, 3.0])
+
+
+def test_retain_grad_on_intermediate():
+    x = mc.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3
+    h.retain_grad()
+    (h * h).sum().backward()
+    np.testing.assert_allclose(h.grad.numpy(), [6.0, 12.0])
+    np.testing.assert_allclose(x.grad.numpy(), [18.0, 36.0])
+
+
+def test_hooks_see_and_can_replace_gradients():
+    x = mc.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+    h = x * 2
+    handle = h.register_hook(lambda g: seen.append(g.numpy().copy()) or g * 10)
+    x.register_hook(lambda g: g + 1)
+    h.sum().backward(grad=mc.tensor(1.0))
+    np.testing.assert_allclose(seen[0], [1.0, 1.0])
+    np.testing.assert_allclose(x.grad.numpy(), [21.0, 21.0])     # (1 * 10) * 2 + 1
+    handle.remove()
+    with pytest.raises(RuntimeError, match="doesn't require gradient"):
+        mc.ones(2).register_hook(lambda g: g)
