@@ -12,7 +12,7 @@ from minicnn import functional as F
 from minicnn.utils.gradcheck import gradcheck
 from minicnn.utils.torch_compare import compare_with_torch
 
-SETTINGS = settings(max_examples=50, deadline=None,
+SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 # float32: sums of C/G·KH·KW (forward) or N·OH·OW (weight gradient) products are
 # accumulated in a different order than torch's, so rounding differs by ~1e-6 relative.

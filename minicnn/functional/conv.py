@@ -1,2 +1,334 @@
-"""(being written)"""
-__all__ = []
+"""Convolution: conv2d and conv_transpose2d, each an im2col/col2im plus a matrix multiply.
+
+Notation: N batch, C input channels, O output channels, G groups, H×W input, KH×KW
+kernel, SH×SW stride, PH×PW padding, DH×DW dilation, OH×OW output. The two ops are each
+other's adjoint, and their backward passes say so:
+
+=================  ===========================  ===================================
+                   conv2d                       conv_transpose2d
+=================  ===========================  ===================================
+forward            im2col(x), then W @ cols     Wᵀ @ x, then col2im
+grad of input      Wᵀ @ g, then col2im          im2col(g), then W @ cols
+                   (a transposed convolution)   (a convolution)
+grad of weight     g @ colsᵀ, summed over N     x @ im2col(g)ᵀ, summed over N
+grad of bias       Σ g over N, OH, OW           Σ g over N, OH, OW
+=================  ===========================  ===================================
+
+The column layout is (N, C, KH, KW, OH, OW); see ``kernels/im2col.py`` for the index
+arithmetic and why that layout needs no transposes.
+"""
+from __future__ import annotations
+
+import numbers
+
+from kernels.im2col import (col2im, conv_output_size, conv_transpose_output_size,
+                            im2col)
+
+from ..autograd import Function, as_tensor
+from .padding import pad as _pad
+from .shape import squeeze, unsqueeze
+
+__all__ = ["conv2d", "conv_transpose2d"]
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D cross-correlation (what deep learning calls convolution), as
+    ``torch.nn.functional.conv2d``::
+
+        y[n, o, i, j] = b[o] + Σ_{c, kh, kw} W[o, c, kh, kw]
+                               · x_pad[n, g·C/G + c, i·SH + kh·DH, j·SW + kw·DW]
+
+    with g = o // (O/G) the group of output channel o; c runs over the C/G input
+    channels of that group.
+
+    Args: ``stride``, ``dilation``: int or (h, w) pair, >= 1. ``padding``: int or (h, w)
+    pair of zeros added on both sides, or ``"valid"`` (no padding) or ``"same"``
+    (output as large as the input; stride must be 1; the total DH·(KH-1) is split with
+    the odd extra row/column at the bottom/right, as torch does). ``groups``: input and
+    output channels are split into G groups, each convolved separately (G = C is a
+    depthwise convolution).
+
+    Shape:
+        input (N, C, H, W) or unbatched (C, H, W); weight (O, C/G, KH, KW); bias (O,);
+        output (N, O, OH, OW) (or (O, OH, OW)) with
+        OH = floor((H + 2·PH - DH·(KH-1) - 1) / SH) + 1, likewise OW.
+
+    Forward (per group): cols = im2col(x) as (C/G·KH·KW, OH·OW) per image, y = W @ cols.
+    Backward (``Conv2d.backward``), with g = dL/dy:
+        dL/dx    = col2im(Wᵀ @ g)           (a transposed convolution of g)
+        dL/dW    = Σ_n g_n @ cols_nᵀ
+        dL/dbias = Σ_{n, i, j} g[n, :, i, j]
+    """
+    x, w = as_tensor(input), as_tensor(weight)
+    unbatched = _check_input("conv2d", x, w)
+    N, C, H, W = (1,) + tuple(x.shape) if unbatched else x.shape
+    O, Cg, KH, KW = w.shape
+    groups = _check_groups("conv2d", groups)
+    if Cg * groups != C:
+        raise ValueError(f"conv2d: weight of shape {tuple(w.shape)} has {Cg} input channels "
+                         f"per group, so with groups={groups} the input needs {Cg * groups} "
+                         f"channels, but input of shape {tuple(x.shape)} has {C}")
+    if O % groups:
+        raise ValueError(f"conv2d: out_channels ({O}, weight shape {tuple(w.shape)}) must be "
+                         f"divisible by groups ({groups})")
+    _check_bias("conv2d", bias, O, x)
+    stride = _pair("conv2d", "stride", stride, minimum=1)
+    dilation = _pair("conv2d", "dilation", dilation, minimum=1)
+    extra = (0, 0)     # bottom/right padding beyond the symmetric part ('same' only)
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"conv2d: padding='same' is not supported for strided "
+                                 f"convolutions (stride={stride})")
+            # total padding DH·(KH-1) keeps OH = H at stride 1; torch puts the odd one
+            # at the end
+            total = (dilation[0] * (KH - 1), dilation[1] * (KW - 1))
+            padding = (total[0] // 2, total[1] // 2)
+            extra = (total[0] % 2, total[1] % 2)
+        else:
+            raise ValueError(f"conv2d: padding must be an int, a pair of ints, 'valid' or "
+                             f"'same', got {padding!r}")
+    else:
+        padding = _pair("conv2d", "padding", padding, minimum=0)
+    Hp, Wp = H + 2 * padding[0] + extra[0], W + 2 * padding[1] + extra[1]
+    OH = conv_output_size(H + extra[0], KH, stride[0], padding[0], dilation[0])
+    OW = conv_output_size(W + extra[1], KW, stride[1], padding[1], dilation[1])
+    if OH <= 0 or OW <= 0:
+        raise ValueError(f"conv2d: kernel {KH}x{KW} with dilation {dilation} spans "
+                         f"{dilation[0] * (KH - 1) + 1}x{dilation[1] * (KW - 1) + 1}, larger "
+                         f"than the padded input {Hp}x{Wp} (input {tuple(x.shape)}, padding "
+                         f"{padding}); the output size would be {OH}x{OW}")
+    if unbatched:
+        x = unsqueeze(x, 0)
+    if extra != (0, 0):
+        x = _pad(x, (0, extra[1], 0, extra[0]))
+    out = Conv2d(stride, padding, dilation, groups)(x, w, bias)
+    return squeeze(out, 0) if unbatched else out
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1):
+    """2-D transposed convolution ("deconvolution"), as
+    ``torch.nn.functional.conv_transpose2d``: the gradient of :func:`conv2d` with
+    respect to its input, used as a forward pass. Each input pixel scatters a copy of
+    the kernel, scaled by its value, into the output at stride (SH, SW)::
+
+        y[n, g·O/G + o, i·SH + kh·DH - PH, j·SW + kw·DW - PW]
+            += Σ_c x[n, g·C/G + c, i, j] · W[g·C/G + c, o, kh, kw]     (then + b)
+
+    ``padding`` crops PH rows/PW columns from each side of that result;
+    ``output_padding`` (< stride or < dilation, per axis) adds rows/columns at the
+    bottom/right only, to pick among the output sizes a strided conv2d maps to H×W.
+
+    Shape:
+        input (N, C, H, W) or unbatched (C, H, W); weight (C, O/G, KH, KW) (note: input
+        channels first); bias (O,); output (N, O, OH, OW) with
+        OH = (H - 1)·SH - 2·PH + DH·(KH-1) + output_padding + 1, likewise OW.
+
+    Forward (per group): cols = Wᵀ @ x as (O/G·KH·KW, H·W) per image, y = col2im(cols).
+    Backward (``ConvTranspose2d.backward``), with g = dL/dy and gcols = im2col(g):
+        dL/dx    = W @ gcols                (a convolution of g)
+        dL/dW    = Σ_n x_n @ gcols_nᵀ
+        dL/dbias = Σ_{n, i, j} g[n, :, i, j]
+    """
+    op = "conv_transpose2d"
+    x, w = as_tensor(input), as_tensor(weight)
+    unbatched = _check_input(op, x, w)
+    C = x.shape[-3]
+    Cw, Og, KH, KW = w.shape
+    groups = _check_groups(op, groups)
+    if Cw != C:
+        raise ValueError(f"{op}: weight of shape {tuple(w.shape)} (in_channels, "
+                         f"out_channels/groups, KH, KW) expects {Cw} input channels, but "
+                         f"input of shape {tuple(x.shape)} has {C} (groups={groups})")
+    if C % groups:
+        raise ValueError(f"{op}: in_channels ({C}) must be divisible by groups ({groups})")
+    _check_bias(op, bias, Og * groups, x)
+    if isinstance(padding, str):
+        raise ValueError(f"{op}: padding must be an int or a pair of ints (string padding "
+                         f"such as {padding!r} is only for conv2d), got {padding!r}")
+    stride = _pair(op, "stride", stride, minimum=1)
+    padding = _pair(op, "padding", padding, minimum=0)
+    dilation = _pair(op, "dilation", dilation, minimum=1)
+    output_padding = _pair(op, "output_padding", output_padding, minimum=0)
+    for d in range(2):
+        if output_padding[d] >= max(stride[d], dilation[d]):
+            raise ValueError(f"{op}: output_padding {output_padding} must be smaller than "
+                             f"either stride {stride} or dilation {dilation} (per axis)")
+    H, W = x.shape[-2:]
+    OH = conv_transpose_output_size(H, KH, stride[0], padding[0], dilation[0],
+                                    output_padding[0])
+    OW = conv_transpose_output_size(W, KW, stride[1], padding[1], dilation[1],
+                                    output_padding[1])
+    if OH <= 0 or OW <= 0:
+        raise ValueError(f"{op}: padding {padding} crops more than the uncropped output "
+                         f"(input {tuple(x.shape)}, kernel {KH}x{KW}, stride {stride}); "
+                         f"the output size would be {OH}x{OW}")
+    if unbatched:
+        x = unsqueeze(x, 0)
+    out = ConvTranspose2d(stride, padding, output_padding, dilation, groups, (OH, OW))(
+        x, w, bias)
+    return squeeze(out, 0) if unbatched else out
+
+
+# ------------------------------------------------------------------------ Functions
+
+class Conv2d(Function):
+    """conv2d on raw arrays: x (N, C, H, W), w (O, C/G, KH, KW), b (O,) or None."""
+
+    def __init__(self, stride, padding, dilation, groups):
+        self.stride, self.padding, self.dilation, self.groups = (stride, padding, dilation,
+                                                                 groups)
+
+    def _kernel_args(self):
+        (SH, SW), (PH, PW), (DH, DW) = self.stride, self.padding, self.dilation
+        return dict(SH=SH, SW=SW, PH=PH, PW=PW, DH=DH, DW=DW)
+
+    def forward(self, x, w, b):
+        N, C, H, W = x.shape
+        O, Cg, KH, KW = w.shape
+        G = self.groups
+        cols = im2col(x, KH, KW, **self._kernel_args())       # (N, C, KH, KW, OH, OW)
+        OH, OW = cols.shape[-2:]
+        cols = cols.reshape(N, G, Cg * KH * KW, OH * OW)
+        w_mat = w.reshape(G, O // G, Cg * KH * KW)
+        # (G, O/G, Cg·KH·KW) @ (N, G, Cg·KH·KW, OH·OW) -> (N, G, O/G, OH·OW): one GEMM
+        # per image and group, and its memory order already is (N, O, OH, OW)
+        out = (w_mat @ cols).reshape(N, O, OH, OW)
+        if b is not None:
+            out += b.reshape(1, O, 1, 1)
+        # save only what a wanted gradient needs: dx needs W, dW needs the columns
+        self.x_shape = x.shape
+        self.w_mat = w_mat if self.needs_input_grad[0] else None
+        self.cols = cols if self.needs_input_grad[1] else None
+        self.w_shape = w.shape
+        return out
+
+    def backward(self, g):
+        N, O, OH, OW = g.shape
+        G = self.groups
+        C = self.x_shape[1]
+        _, Cg, KH, KW = self.w_shape
+        g_mat = g.reshape(N, G, O // G, OH * OW)
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            # dL/dcols = Wᵀ @ g: (G, Cg·KH·KW, O/G) @ (N, G, O/G, OH·OW)
+            g_cols = self.w_mat.swapaxes(-1, -2) @ g_mat
+            g_cols = g_cols.reshape(N, C, KH, KW, OH, OW)
+            gx = col2im(g_cols, self.x_shape, **self._kernel_args())
+        if self.needs_input_grad[1]:
+            # dL/dW = Σ_n g_n @ cols_nᵀ: (N, G, O/G, OH·OW) @ (N, G, OH·OW, Cg·KH·KW)
+            gw = (g_mat @ self.cols.swapaxes(-1, -2)).sum(axis=0).reshape(self.w_shape)
+        if self.needs_input_grad[2]:
+            gb = g.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+
+class ConvTranspose2d(Function):
+    """conv_transpose2d on raw arrays: x (N, C, H, W), w (C, O/G, KH, KW), b (O,) or None;
+    ``out_size`` is the (OH, OW) the public function computed."""
+
+    def __init__(self, stride, padding, output_padding, dilation, groups, out_size):
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.output_padding, self.groups, self.out_size = output_padding, groups, out_size
+
+    def _kernel_args(self):
+        (SH, SW), (PH, PW), (DH, DW) = self.stride, self.padding, self.dilation
+        return dict(SH=SH, SW=SW, PH=PH, PW=PW, DH=DH, DW=DW)
+
+    def forward(self, x, w, b):
+        N, C, H, W = x.shape
+        _, Og, KH, KW = w.shape
+        G = self.groups
+        O = Og * G
+        w_mat = w.reshape(G, C // G, Og * KH * KW)
+        x_mat = x.reshape(N, G, C // G, H * W)
+        # (G, Og·KH·KW, C/G) @ (N, G, C/G, H·W) -> (N, G, Og·KH·KW, H·W): the columns of
+        # the output image, one per input pixel
+        cols = (w_mat.swapaxes(-1, -2) @ x_mat).reshape(N, O, KH, KW, H, W)
+        out = col2im(cols, (N, O) + tuple(self.out_size), **self._kernel_args())
+        if b is not None:
+            out += b.reshape(1, O, 1, 1)
+        self.in_hw = (H, W)
+        self.w_mat = w_mat if self.needs_input_grad[0] else None
+        self.x_mat = x_mat if self.needs_input_grad[1] else None
+        self.w_shape = w.shape
+        return out
+
+    def backward(self, g):
+        N, O = g.shape[:2]
+        C, Og, KH, KW = self.w_shape
+        G = self.groups
+        H, W = self.in_hw
+        gx = gw = gb = None
+        if self.needs_input_grad[0] or self.needs_input_grad[1]:
+            # NOTE: out_size: with output_padding >= stride (allowed when dilation is
+            # larger) the window fits more than H positions in g; only the first H are
+            # the ones forward scattered to.
+            g_cols = im2col(g, KH, KW, out_size=self.in_hw, **self._kernel_args())
+            g_cols = g_cols.reshape(N, G, Og * KH * KW, H * W)
+            if self.needs_input_grad[0]:
+                # (G, C/G, Og·KH·KW) @ (N, G, Og·KH·KW, H·W) -> (N, G, C/G, H·W)
+                gx = (self.w_mat @ g_cols).reshape(N, C, H, W)
+            if self.needs_input_grad[1]:
+                # Σ_n x_n @ gcols_nᵀ: (N, G, C/G, H·W) @ (N, G, H·W, Og·KH·KW)
+                gw = (self.x_mat @ g_cols.swapaxes(-1, -2)).sum(axis=0).reshape(self.w_shape)
+        if self.needs_input_grad[2]:
+            gb = g.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+
+# -------------------------------------------------------------------------- helpers
+
+def _check_input(op, x, w):
+    """Validate ranks and dtypes; True when the input is unbatched (C, H, W)."""
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{op}: expected a 3-D (unbatched, C×H×W) or 4-D (batched, "
+                         f"N×C×H×W) input, got shape {tuple(x.shape)}")
+    if w.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D weight, got shape {tuple(w.shape)}")
+    if min(w.shape[2:]) < 1:
+        raise ValueError(f"{op}: kernel size must be at least 1x1, weight shape is "
+                         f"{tuple(w.shape)}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating-point input, got {x.dtype}")
+    if x.dtype != w.dtype:
+        raise TypeError(f"{op}: input dtype {x.dtype} does not match weight dtype {w.dtype}")
+    if x.device != w.device:
+        raise RuntimeError(f"{op}: input is on {x.device} but weight is on {w.device}")
+    return x.ndim == 3
+
+
+def _check_bias(op, bias, out_channels, x):
+    if bias is None:
+        return
+    b = as_tensor(bias)
+    if b.shape != (out_channels,):
+        raise ValueError(f"{op}: bias must have shape ({out_channels},) (one per output "
+                         f"channel), got {tuple(b.shape)}")
+    if b.dtype != x.dtype:
+        raise TypeError(f"{op}: bias dtype {b.dtype} does not match input dtype {x.dtype}")
+
+
+def _check_groups(op, groups):
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive integer, got {groups!r}")
+    return int(groups)
+
+
+def _pair(op, name, value, minimum):
+    """An int or a length-2 sequence of ints -> a (h, w) tuple, each >= minimum."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    elif (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                  for v in value)):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        what = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{op}: {name} must be {what}, got {value!r}")
+    return pair
