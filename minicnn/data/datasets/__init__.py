@@ -1,0 +1,13 @@
+"""Data sets: offline ones (scikit-learn's digits, generated shapes) and readers for files
+the user already has (MNIST, Fashion-MNIST, CIFAR-10/100, ImageFolder). Nothing here
+downloads."""
+from .digits import Digits
+from .synthetic import SyntheticShapes
+from .mnist import MNIST, FashionMNIST, read_idx
+from .cifar import CIFAR10, CIFAR100
+from .folder import ImageFolder, IMG_EXTENSIONS
+from ._files import RefusedPickleError, safe_pickle_load
+
+__all__ = ["Digits", "SyntheticShapes", "MNIST", "FashionMNIST", "read_idx", "CIFAR10",
+           "CIFAR100", "ImageFolder", "IMG_EXTENSIONS", "RefusedPickleError",
+           "safe_pickle_load"]
