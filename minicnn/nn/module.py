@@ -282,6 +282,11 @@ class Module:
         listed in one error: missing keys, unexpected keys, and mis-shaped keys with both
         shapes. Returns ``(missing_keys, unexpected_keys)``.
         """
+        # Lazy layers (nn.lazy) create their parameters from the checkpoint's shapes first.
+        for mod_prefix, mod in self.named_modules():
+            materialize = getattr(mod, "_materialize_from_state_dict", None)
+            if materialize is not None:
+                materialize(state_dict, f"{mod_prefix}." if mod_prefix else "")
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
