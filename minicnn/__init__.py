@@ -16,6 +16,7 @@ from .functional import reshape, flatten, cat, stack, split, where, pad  # noqa:
 from .creation import *                   # noqa: F401,F403
 from . import _tensor_api                 # noqa: F401  attaches Tensor operators/methods
 from .utils.gradcheck import gradcheck, GradcheckError
+from . import nn, optim                   # minicnn.nn, minicnn.optim as torch.nn, torch.optim
 from .utils.serialization import save, load   # noqa: F401  minicnn.save / minicnn.load
 
 __version__ = "0.1.0"
