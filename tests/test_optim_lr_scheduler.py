@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 
-import minicnn
 import minicnn.nn as mnn
 from minicnn import optim
 from minicnn.optim import lr_scheduler as sched
