@@ -18,7 +18,7 @@ import numpy as np
 __all__ = [
     "get_array_module", "Device", "device", "is_cuda_available", "cupy",
     "to_device", "device_of", "get_default_dtype", "set_default_dtype",
-    "manual_seed", "get_rng", "get_rng_state", "set_rng_state",
+    "manual_seed", "get_rng", "get_rng_state", "set_rng_state", "erf",
     "float16", "float32", "float64", "int8", "int32", "int64", "uint8", "bool_",
 ]
 
@@ -229,3 +229,20 @@ def scatter_add(target, index, values):
     else:
         np.add.at(target, index, values)
     return target
+
+
+def erf(array):
+    """The error function, elementwise, on the device ``array`` lives on (NumPy has none).
+
+    CPU: numba's compiled ``math.erf`` (kernels/special.py). GPU:
+    ``cupyx.scipy.special.erf``; should cupyx be missing (a CPU stand-in for CuPy), the
+    portable series of kernels/special.py, written with the array module's arithmetic.
+    """
+    from kernels import special
+    if not _is_cupy_array(array):
+        return special.erf_cpu(array)
+    try:
+        import cupyx.scipy.special  # noqa: cupy's companion module, only with cupy installed
+    except ImportError:
+        return special.erf_reference(get_array_module(array), array)
+    return cupyx.scipy.special.erf(array)
