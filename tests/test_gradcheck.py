@@ -62,3 +62,10 @@ def test_compare_with_torch_reports_mismatch(torch):
         compare_with_torch(lambda t: _BrokenNormalize()(t), lambda t: t - t.mean(), [a])
     report = compare_with_torch(lambda t: t.exp(), lambda t: t.exp(), [a])
     assert report.passed and report.forward_error < 1e-12
+
+
+def test_non_contiguous_input_is_perturbed_correctly():
+    base = mc.tensor(np.random.default_rng(0).standard_normal((3, 4)))
+    x = base.T.detach().requires_grad_(True)         # a transposed (Fortran-order) array
+    assert not x.array.flags["C_CONTIGUOUS"]
+    assert gradcheck(lambda t: (t * t).sum(dim=0), x).passed

@@ -59,11 +59,12 @@ class GradcheckReport:
 def _as_float64(value):
     if isinstance(value, Tensor):
         if value.dtype.kind == "f":
-            t = Tensor._wrap(value.array.astype(np.float64))
+            # C order: the finite differences perturb the array through a flat view
+            t = Tensor._wrap(value.array.astype(np.float64, order="C"))
             return t.requires_grad_(True) if value.requires_grad else t
         return value
     if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-        return Tensor._wrap(value.astype(np.float64))
+        return Tensor._wrap(value.astype(np.float64, order="C"))
     return value
 
 

@@ -138,7 +138,8 @@ def format_table(rows):
     by_op = {}
     for r in rows:
         by_op.setdefault(r["op"], []).append(r)
-    header = f"{'op':<28} {'configs':>7} {'fwd err':>9} {'grad err (per input)':<34} {'fd err':>9}  result"
+    width = max([len("op")] + [len(r["op"]) for r in rows])
+    header = f"{'op':<{width}} {'configs':>7} {'fwd err':>9} {'grad err (per input)':<34} {'fd err':>9}  result"
     lines = [header, "-" * len(header)]
     for op, group in by_op.items():
         fwd = max(r["forward_error"] for r in group)
@@ -149,7 +150,7 @@ def format_table(rows):
         fds = [r["fd_error"] for r in group if r["fd_error"] is not None]
         grad_text = " ".join(f"x{i}:{e:.1e}" for i, e in sorted(grads.items())) or "-"
         ok = all(r["passed"] for r in group)
-        lines.append(f"{op:<28} {len(group):>7} {fwd:>9.1e} {grad_text:<34} "
+        lines.append(f"{op:<{width}} {len(group):>7} {fwd:>9.1e} {grad_text:<34} "
                      f"{(max(fds) if fds else float('nan')):>9.1e}  {'pass' if ok else 'FAIL'}")
     failures = [r for r in rows if not r["passed"]]
     for r in failures:
