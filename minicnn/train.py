@@ -517,6 +517,11 @@ def _resolve_options(args):
     if args.resume:
         state = load_checkpoint(args.resume)
         saved = dict(state["config"])
+        missing = {"model", "dataset", "epochs", "scheduler", "seed"} - set(saved)
+        if missing:
+            raise _UsageError(f"{args.resume} was not written by `minicnn train` (its config "
+                              f"lacks {', '.join(sorted(missing))}); resume it from Python "
+                              "with Trainer.fit(..., resume=...)")
         for key in ("epochs", "device", "quiet", "workers"):
             value = getattr(args, key)
             if value not in (None, False):

@@ -4,7 +4,7 @@ import colorsys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minicnn
@@ -60,11 +60,11 @@ def test_normalize_matches_the_formula(rng):
 
 # ------------------------------------------------------------------- resize
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(h=st.integers(1, 12), w=st.integers(1, 12), oh=st.integers(1, 20),
        ow=st.integers(1, 20), antialias=st.booleans())
-def test_resize_matches_torch_interpolate(h, w, oh, ow, antialias):
-    torch = pytest.importorskip("torch")
+def test_resize_matches_torch_interpolate(torch, h, w, oh, ow, antialias):
     x = np.random.default_rng(h * 100 + w).random((2, h, w))
     ours = imageops.resize(x, (oh, ow), antialias=antialias)
     theirs = torch.nn.functional.interpolate(torch.from_numpy(x)[None], size=(oh, ow),
@@ -125,6 +125,14 @@ def test_random_crop_is_a_window_of_the_padded_image(rng):
     with pytest.raises(ValueError, match="larger than the"):
         T.RandomCrop(8)(x)
     assert T.RandomCrop(8, pad_if_needed=True)(x).shape == (1, 8, 8)
+
+
+def test_raw_hwc_pictures_are_refused_not_misread():
+    picture = np.zeros((32, 32, 3), np.uint8)          # a CIFAR sample before ToTensor
+    for transform in (T.RandomCrop(28), T.RandomHorizontalFlip(1.0), T.Normalize((0,), (1,))):
+        with pytest.raises(TypeError, match=r"\(H, W, C\) picture.*ToTensor\(\) first"):
+            transform(picture)
+    assert T.RandomCrop(28)(T.ToTensor()(picture)).shape == (3, 28, 28)
 
 
 def test_pad_order_is_left_top_right_bottom(rng):

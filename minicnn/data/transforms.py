@@ -45,6 +45,7 @@ def _as_array(img, name):
     if isinstance(img, Tensor):
         return img.numpy(), Tensor
     if isinstance(img, np.ndarray):
+        _refuse_hwc(img, name)
         return img, lambda a: a
     if imageops.is_pil(img):
         raise TypeError(f"{name}: expects a tensor image (a (C, H, W) array); got a PIL "
@@ -61,6 +62,16 @@ def _geometric_input(img, name):
     if array.ndim < 2:
         raise ValueError(f"{name}: expected an image of shape (C, H, W), got {array.shape}")
     return array, back
+
+
+def _refuse_hwc(array, name):
+    # NOTE: data sets give raw pictures as (H, W, C) uint8, like PIL; cropping or flipping
+    # those as (C, H, W) would silently act on the wrong axes.
+    if array.dtype == np.uint8 and array.ndim == 3 and array.shape[-1] in (1, 3, 4) \
+            and array.shape[0] not in (1, 3, 4):
+        raise TypeError(f"{name}: got a {array.shape} uint8 array, which looks like an "
+                        "(H, W, C) picture; transforms work on (C, H, W) tensor images -- "
+                        "put ToTensor() first")
 
 
 def _pair(value, name, what="size"):
