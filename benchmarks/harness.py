@@ -1,0 +1,214 @@
+"""The timing harness: what a workload is, exactly what is timed, threads, the ceiling.
+
+A :class:`Workload` holds one setup function per framework. A setup builds everything
+the work needs (inputs, model, optimizer, upstream gradient) *outside* the clock and
+returns ``run``: a function of no arguments doing exactly the work that is timed, e.g.
+one forward + backward of an op, or one whole training step.
+
+:func:`measure` then times both sides the same way:
+
+1. ``run()`` once per side, untimed: first calls allocate, fill caches, compile (numba).
+   A side whose first call raises is dropped and its error reported;
+2. ``warmup`` more untimed calls per side (none when a call takes over a second: the
+   first call has done the warming up, and a long call dwarfs what is left of it);
+3. ``repeats`` samples per side, alternating minicnn and torch and swapping which one
+   goes first every round, so that a slow moment of the machine (another process, a
+   frequency change) falls on both sides rather than on one. With a ``budget``, slow
+   workloads take fewer rounds: about ``budget`` seconds of samples for the slower
+   side, but never fewer than 3 rounds;
+4. the median over the samples (robust to the odd slow sample).
+
+A sample is ``number`` back-to-back calls divided by ``number``; ``number`` is chosen
+per side so that a sample lasts at least ``min_time`` seconds (as ``timeit`` does),
+which keeps ``time.perf_counter``'s resolution and the loop overhead negligible for
+the fast workloads. ``gc.collect()`` runs once before a workload, outside the clock;
+during the timing the garbage collector stays on, as in a real training loop, so a
+framework whose graphs need it pays for it.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import gc
+import importlib
+import math
+import os
+import statistics
+import time
+from typing import Callable
+
+__all__ = ["Workload", "Timing", "SIDES", "measure", "missing_pieces", "threads",
+           "thread_report", "matmul_gflops"]
+
+#: The two frameworks, in the order they are run within a round.
+SIDES = ("minicnn", "torch")
+
+
+@dataclasses.dataclass
+class Workload:
+    """One benchmark: a name, its nominal FLOPs, and how to set up each side.
+
+    ``setup_minicnn()`` / ``setup_torch()`` return ``run``, the function that is timed.
+    ``needs`` lists the minicnn pieces the minicnn side uses ("functional.conv2d",
+    "models.vgg16", ...): while one is missing the workload is skipped with a note.
+    """
+    name: str
+    kind: str                                  # "op", "train", "inference" or "scaling"
+    flops: Callable[[], float]                 # nominal FLOPs of one run() (workloads.py)
+    setup_minicnn: Callable[[], Callable[[], object]]
+    setup_torch: Callable[[], Callable[[], object]]
+    needs: tuple = ()
+    params: dict = dataclasses.field(default_factory=dict)   # shapes, for JSON and plots
+
+    def setup(self, side):
+        return {"minicnn": self.setup_minicnn, "torch": self.setup_torch}[side]()
+
+
+@dataclasses.dataclass
+class Timing:
+    """Seconds per ``run()`` call of one side: the median, and every sample."""
+    median: float
+    samples: list
+    number: int                                # calls per sample
+
+
+def missing_pieces(needs):
+    """The entries of ``needs`` that ``minicnn`` cannot provide yet (import or attribute)."""
+    missing = []
+    for need in needs:
+        module_path, _, attr = ("minicnn." + need).rpartition(".")
+        try:
+            module = importlib.import_module(module_path)
+        except ImportError:
+            missing.append(need)
+            continue
+        if not hasattr(module, attr):
+            missing.append(need)
+    return missing
+
+
+def _time_calls(run, number, clock):
+    start = clock()
+    for _ in range(number):
+        run()
+    return clock() - start
+
+
+def measure(runs, warmup=1, repeats=7, min_time=0.05, budget=None, clock=time.perf_counter):
+    """Time each ``runs[side]()`` as the module docstring says.
+
+    ``runs`` maps a side's name to its ``run`` function; the first round's order is the
+    dict's order. Returns ``({side: Timing}, {side: error message})``: a side whose first
+    call raises is left out of the timings and appears in the errors.
+    """
+    sides, last, errors = list(runs), {}, {}
+    gc.collect()                                           # the previous workload's garbage
+    for side in list(sides):                               # the first call
+        try:
+            last[side] = _time_calls(runs[side], 1, clock)
+        except Exception as exc:                           # report it, time the other side
+            errors[side] = f"{type(exc).__name__}: {exc}"
+            sides.remove(side)
+    slowest = max(last.values(), default=0.0)
+    if slowest > 1.0:
+        warmup = 0
+    if budget is not None and slowest > 0:
+        repeats = min(repeats, max(3, int(budget // slowest)))
+    for round_ in range(1, 1 + warmup):                    # warm-up
+        for side in _round_order(sides, round_):
+            last[side] = _time_calls(runs[side], 1, clock)
+    number = {s: max(1, math.ceil(min_time / max(last[s], 1e-9))) for s in sides}
+    samples = {s: [] for s in sides}
+    for round_ in range(repeats):
+        for side in _round_order(sides, round_):
+            samples[side].append(_time_calls(runs[side], number[side], clock) / number[side])
+    timings = {s: Timing(statistics.median(samples[s]), samples[s], number[s]) for s in sides}
+    return timings, errors
+
+
+def _round_order(sides, round_):
+    """minicnn, torch on even rounds; torch, minicnn on odd ones."""
+    return sides if round_ % 2 == 0 else sides[::-1]
+
+
+# --------------------------------------------------------------------------- threads
+
+@contextlib.contextmanager
+def threads(n):
+    """Inside this block both frameworks use ``n`` threads: PyTorch's intra-op pool, the
+    BLAS that NumPy (hence minicnn) calls, and numba's pool when numba is installed.
+    The previous settings come back on exit.
+
+    The BLAS limit needs ``threadpoolctl``; without it NumPy keeps its own default
+    (usually all cores, or OPENBLAS_NUM_THREADS / OMP_NUM_THREADS) and the header says
+    "unknown".
+    """
+    import torch
+    undo = []
+    try:
+        import numba
+    except ImportError:
+        pass
+    else:
+        # NOTE: numba first. Its first set_num_threads starts its OpenMP pool, which resets
+        # the OpenMP thread count that torch reads: torch.set_num_threads must come after.
+        undo.append(functools.partial(numba.set_num_threads, numba.get_num_threads()))
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        import threadpoolctl
+    except ImportError:
+        pass
+    else:
+        undo.append(threadpoolctl.threadpool_limits(limits=n, user_api="blas")
+                    .restore_original_limits)
+    undo.append(functools.partial(torch.set_num_threads, torch.get_num_threads()))
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        for step in reversed(undo):
+            step()
+
+
+def thread_report():
+    """{"torch": n, "numpy_blas": "n (openblas)" or "unknown", "numba": n or None}."""
+    import torch
+    report = {"torch": torch.get_num_threads(), "numpy_blas": "unknown", "numba": None}
+    try:
+        import numpy as np
+        import threadpoolctl
+        info = [d for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
+        # NumPy's own BLAS sits in numpy's folder (numpy.libs); torch may bring another
+        numpy_dir = os.path.dirname(np.__file__)      # .../numpy, a prefix of .../numpy.libs
+        mine = [d for d in info if d["filepath"].startswith(numpy_dir)] or info
+        if mine:
+            report["numpy_blas"] = ", ".join(f"{d['num_threads']} ({d['internal_api']})"
+                                             for d in mine)
+    except ImportError:
+        pass
+    try:
+        import numba
+        report["numba"] = numba.get_num_threads()
+    except ImportError:
+        pass
+    return report
+
+
+# --------------------------------------------------------------------------- ceiling
+
+def matmul_gflops(n=2048, repeats=5):
+    """float32 (n x n) @ (n x n) GFLOP/s of NumPy's BLAS and of PyTorch, measured now.
+
+    2·n³ FLOPs per product. This is the practical ceiling of a convolution on this
+    machine and thread count: minicnn's conv is im2col + this very matrix multiply.
+    """
+    import numpy as np
+    import torch
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    times, _ = measure({"numpy": lambda: a @ b, "torch": lambda: ta @ tb},
+                       warmup=1, repeats=repeats, min_time=0.0)
+    return {side: 2 * n ** 3 / t.median / 1e9 for side, t in times.items()}

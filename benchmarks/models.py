@@ -1,0 +1,188 @@
+"""The benchmark's model definitions, written once in PyTorch style for both libraries.
+
+Each builder takes the library module, ``torch`` or ``minicnn``, and uses only names the
+two share (``lib.nn.Conv2d``, ``lib.nn.functional.relu``, ...), so the same lines build
+the same network in both. They serve two purposes:
+
+* the PyTorch side of the model workloads (torchvision is not a dependency);
+* the reference the minicnn zoo is checked against before it is timed: the parameter
+  names and shapes of ``minicnn.models.vgg16()`` must equal those of ``vgg16(torch)``,
+  otherwise the two sides would not be doing the same work (see ``workloads.py``).
+
+The CIFAR ResNet-18 has no exact twin in ``minicnn.models`` (whose ResNets are the
+ImageNet ones), so both sides use ``cifar_resnet18`` from here.
+
+``count_flops`` counts a model's forward FLOPs with hooks, on PyTorch's ``meta`` device
+(shapes only, no memory, no arithmetic).
+"""
+from __future__ import annotations
+
+import collections
+
+__all__ = ["lenet5", "alexnet", "vgg16", "cifar_resnet18", "count_flops", "param_shapes"]
+
+
+def lenet5(lib, num_classes=10):
+    """LeNet-5 as ``minicnn.models.lenet5()`` builds it: the modern variant (ReLU, max
+    pooling) for 1x28x28 inputs, with the paper's layer names (same state-dict keys).
+
+    Shapes: (N, 1, 28, 28) -c1 (pad 2)-> (N, 6, 28, 28) -s2-> (N, 6, 14, 14)
+    -c3-> (N, 16, 10, 10) -s4-> (N, 16, 5, 5) -c5-> (N, 120, 1, 1) -> (N, 120)
+    -f6-> (N, 84) -output-> (N, num_classes).
+    """
+    nn = lib.nn
+    return nn.Sequential(collections.OrderedDict([
+        ("c1", nn.Conv2d(1, 6, kernel_size=5, padding=2)), ("relu1", nn.ReLU()),
+        ("s2", nn.MaxPool2d(kernel_size=2, stride=2)),
+        ("c3", nn.Conv2d(6, 16, kernel_size=5)), ("relu3", nn.ReLU()),
+        ("s4", nn.MaxPool2d(kernel_size=2, stride=2)),
+        ("c5", nn.Conv2d(16, 120, kernel_size=5)), ("relu5", nn.ReLU()),
+        ("flatten", nn.Flatten()),
+        ("f6", nn.Linear(120, 84)), ("relu6", nn.ReLU()),
+        ("output", nn.Linear(84, num_classes)),
+    ]))
+
+
+def alexnet(lib, num_classes=1000):
+    """AlexNet as torchvision builds it (the one-GPU variant of the 2014 "one weird trick"
+    paper: 64-192-384-256-256 filters, no LRN), so state-dict keys match torchvision's.
+
+    Shapes: (N, 3, 224, 224) -features-> (N, 256, 6, 6) -> (N, 9216) -> (N, num_classes).
+    """
+    nn = lib.nn
+    return nn.Sequential(collections.OrderedDict([
+        ("features", nn.Sequential(
+            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2))),
+        ("avgpool", nn.AdaptiveAvgPool2d((6, 6))),
+        ("flatten", nn.Flatten()),
+        ("classifier", nn.Sequential(
+            nn.Dropout(0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
+            nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
+            nn.Linear(4096, num_classes))),
+    ]))
+
+
+# VGG-16 is configuration "D" of Simonyan & Zisserman (2014): channels per 3x3 conv,
+# "M" a 2x2 max pool.
+_VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+          512, 512, 512, "M"]
+
+
+def vgg16(lib, num_classes=1000):
+    """VGG-16 without batch norm, laid out as torchvision's ``vgg16`` (same keys).
+
+    Shapes: (N, 3, 224, 224) -features-> (N, 512, 7, 7) -> (N, 25088) -> (N, num_classes).
+    """
+    nn = lib.nn
+    layers, channels = [], 3
+    for v in _VGG16:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(channels, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            channels = v
+    return nn.Sequential(collections.OrderedDict([
+        ("features", nn.Sequential(*layers)),
+        ("avgpool", nn.AdaptiveAvgPool2d((7, 7))),
+        ("flatten", nn.Flatten()),
+        ("classifier", nn.Sequential(
+            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
+            nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
+            nn.Linear(4096, num_classes))),
+    ]))
+
+
+def cifar_resnet18(lib, num_classes=10):
+    """ResNet-18 for 32x32 images (He et al. 2016, section 4.2 style stem): a 3x3 stem
+    convolution with no max pool, four stages of two BasicBlocks with 64-128-256-512
+    channels (stride 2 from the second stage on, 1x1 projection shortcuts where the shape
+    changes), global average pooling and one linear layer. About 11.2M parameters.
+
+    Shapes: (N, 3, 32, 32) -stem-> (N, 64, 32, 32) -stages-> (N, 512, 4, 4)
+    -pool-> (N, 512) -> (N, num_classes).
+    """
+    nn, F = lib.nn, lib.nn.functional
+
+    class BasicBlock(nn.Module):
+        def __init__(self, in_planes, planes, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.downsample = None
+            if stride != 1 or in_planes != planes:
+                self.downsample = nn.Sequential(
+                    nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                    nn.BatchNorm2d(planes))
+
+        def forward(self, x):
+            out = F.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            shortcut = x if self.downsample is None else self.downsample(x)
+            return F.relu(out + shortcut)
+
+    class CifarResNet18(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            blocks, in_planes = [], 64
+            for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+                blocks.append(nn.Sequential(BasicBlock(in_planes, planes, stride),
+                                            BasicBlock(planes, planes, 1)))
+                in_planes = planes
+            self.layer1, self.layer2, self.layer3, self.layer4 = blocks
+            self.fc = nn.Linear(512, num_classes)
+
+        def forward(self, x):
+            x = F.relu(self.bn1(self.conv1(x)))     # (N, 64, 32, 32)
+            x = self.layer1(x)                      # (N, 64, 32, 32)
+            x = self.layer2(x)                      # (N, 128, 16, 16)
+            x = self.layer3(x)                      # (N, 256, 8, 8)
+            x = self.layer4(x)                      # (N, 512, 4, 4)
+            x = F.adaptive_avg_pool2d(x, 1)         # (N, 512, 1, 1)
+            return self.fc(x.flatten(1))            # (N, num_classes)
+
+    return CifarResNet18()
+
+
+def param_shapes(model):
+    """``[(name, shape), ...]`` of a model's state dict: equal lists mean the same layers."""
+    return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+
+
+def count_flops(build, input_shape):
+    """Forward FLOPs of ``build(torch)`` on one input of ``input_shape`` (batch included).
+
+    Only convolutions and linear layers are counted, 2 FLOPs per multiply-add:
+    a conv makes 2·(C/groups)·KH·KW FLOPs per output element, a linear layer
+    2·in_features. Activations, pooling and normalisation add well under 1% to these
+    networks and are left out. Runs on the ``meta`` device: no memory, no arithmetic.
+    """
+    import torch
+
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        if isinstance(module, torch.nn.Conv2d):
+            kh, kw = module.kernel_size
+            total += 2 * output.numel() * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, torch.nn.Linear):
+            total += 2 * output.numel() * module.in_features
+
+    with torch.device("meta"):
+        model = build(torch)
+        for m in model.modules():
+            m.register_forward_hook(hook)
+        with torch.no_grad():
+            model(torch.empty(input_shape))
+    return total

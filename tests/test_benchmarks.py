@@ -1,0 +1,195 @@
+"""The benchmark harness works end to end (benchmarks/). No timing is asserted: only that
+the harness times what it says, in the order it says, and writes what it promises."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks import harness, memory, models, report, workloads
+from benchmarks.__main__ import cli_main
+
+TINY_CONV = "conv2d 8x1x28x28 k6x5x5 s1 p2"            # --quick's smallest conv2d
+TINY_SCALING = "scaling side: conv2d 1x64x8x8 k64x3x3 s1 p1"
+TINY_TRAIN = "train lenet5 batch 8 1x28x28"
+
+
+class FakeClock:
+    """A clock that only moves when a fake run says how long it took."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_measure_alternates_warms_up_and_takes_the_median():
+    clock, log = FakeClock(), []
+    durations = {"minicnn": iter([0.5, 0.5] + [2.0, 7.0, 2.0, 1.0, 2.0] * 10),
+                 "torch": iter([0.5, 0.5] + [1.0] * 50)}
+
+    def runner(side):
+        def run():
+            log.append(side)
+            clock.now += next(durations[side])
+        return run
+
+    timings, errors = harness.measure({s: runner(s) for s in harness.SIDES}, warmup=1,
+                                      repeats=3, min_time=0.0, clock=clock)
+    assert errors == {}
+    # first call, one warm-up round in the other order, then 3 alternating samples
+    assert log == ["minicnn", "torch", "torch", "minicnn", "minicnn", "torch",
+                   "torch", "minicnn", "minicnn", "torch"]
+    assert timings["minicnn"].samples == [2.0, 7.0, 2.0]
+    assert timings["minicnn"].median == 2.0          # the slow sample does not count
+    assert timings["torch"].median == 1.0
+
+
+def test_measure_groups_fast_calls_into_samples_of_min_time():
+    clock = FakeClock()
+    calls = {"minicnn": 0, "torch": 0}
+
+    def runner(side, seconds):
+        def run():
+            calls[side] += 1
+            clock.now += seconds
+        return run
+
+    timings, _ = harness.measure({"minicnn": runner("minicnn", 0.3), "torch": runner("torch", 1.0)},
+                                 warmup=0, repeats=2, min_time=1.0, clock=clock)
+    assert timings["minicnn"].number == 4                # ceil(1.0 / 0.3)
+    assert timings["torch"].number == 1
+    assert calls == {"minicnn": 1 + 2 * 4, "torch": 1 + 2 * 1}
+    assert timings["minicnn"].median == pytest.approx(0.3)
+
+
+def test_measure_budget_cuts_samples_of_slow_workloads_but_keeps_three():
+    clock, calls = FakeClock(), []
+
+    def run():
+        calls.append(1)
+        clock.now += 10.0
+
+    timings, _ = harness.measure({"minicnn": run}, warmup=2, repeats=7, min_time=0.0,
+                                 budget=25.0, clock=clock)
+    assert len(timings["minicnn"].samples) == 3          # 25 s / 10 s -> 2, raised to 3
+    assert len(calls) == 1 + 3                           # no warm-up after a 10 s call
+    timings, _ = harness.measure({"minicnn": run}, warmup=0, repeats=7, min_time=0.0,
+                                 budget=55.0, clock=clock)
+    assert len(timings["minicnn"].samples) == 5
+
+
+def test_measure_reports_a_failing_side_and_times_the_other():
+    def broken():
+        raise ValueError("conv2d: bad padding")
+
+    timings, errors = harness.measure({"minicnn": broken, "torch": lambda: None},
+                                      warmup=1, repeats=2, min_time=0.0)
+    assert list(timings) == ["torch"]
+    assert errors == {"minicnn": "ValueError: conv2d: bad padding"}
+
+
+def test_select_takes_substrings_and_comma_lists():
+    names = [w.name for w in workloads.select(workloads.all_workloads("full"),
+                                              "MAX_POOL2D, lenet5")]
+    assert names and all(n.startswith("max_pool2d") or "lenet5" in n for n in names)
+    assert any("lenet5" in n for n in names)
+    assert workloads.select(workloads.all_workloads("full"), "") != []
+    assert workloads.select(workloads.all_workloads("full"), "no such workload") == []
+
+
+def test_every_workload_has_a_unique_name():
+    for size in workloads.SIZES:
+        names = [w.name for w in workloads.all_workloads(size)]
+        assert len(names) == len(set(names))
+
+
+def test_flop_counts(torch):
+    w = workloads.conv2d_workload(2, 3, 8, 8, 4, 3, 1, 1)
+    assert w.flops() == 3 * 2 * 2 * 4 * 3 * 3 * 3 * 8 * 8        # 3 x 2·N·K·C·KH·KW·OH·OW
+    t = workloads.conv_transpose2d_workload(2, 3, 5, 5, 4, 4, 2, 1)
+    assert t.flops() == 3 * 2 * 2 * 3 * 4 * 4 * 4 * 5 * 5
+    # LeNet-5: conv1 2·6·28²·25, conv2 2·16·10²·150, fc 2·(400·120 + 120·84 + 84·10)
+    assert models.count_flops(models.lenet5, (1, 1, 28, 28)) == 235200 + 480000 + 117840
+
+
+def test_cli_quick_run_prints_the_table_and_writes_json_and_plot(tmp_path, capsys, torch):
+    out, png = tmp_path / "bench.json", tmp_path / "scaling.png"
+    threads_before = torch.get_num_threads()
+    # one thread: on a busy machine two OpenMP threads can be 100x slower, not wrong
+    rc = cli_main(["--quick", "--only", f"{TINY_CONV},{TINY_SCALING},lenet", "--repeats", "2",
+                   "--threads", "1", "--json", str(out), "--plot", str(png)],
+                  prog="minicnn bench")
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert torch.get_num_threads() == threads_before            # settings restored
+    assert "torch/minicnn" in text and "GFLOP/s" in text and TINY_CONV in text
+    assert "threads: torch 1 | numpy BLAS 1" in text             # both sides, in the header
+    data = json.loads(out.read_text())
+    assert data["meta"]["ceiling_gflops"]["numpy"] > 0
+    assert data["meta"]["threads"]["torch"] == 1
+    rows = {r["name"]: r for r in data["results"]}
+    assert set(rows) == {TINY_CONV, TINY_SCALING, TINY_TRAIN}
+    for row in rows.values():
+        assert row["status"] == "ok", row["note"]
+        for side in harness.SIDES:
+            assert row[side]["median_s"] > 0 and len(row[side]["samples_s"]) == 2
+            assert row[side]["gflops"] == pytest.approx(row["flops"] / row[side]["median_s"]
+                                                        / 1e9)
+        assert row["ratio"] == pytest.approx(row["torch"]["median_s"]
+                                             / row["minicnn"]["median_s"])
+    assert rows[TINY_TRAIN]["flops"] == 3 * 8 * 833040          # 3 x forward, batch 8
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name, input_shape", [
+    ("lenet5", (2, 1, 28, 28)),
+    pytest.param("cifar_resnet18", (2, 3, 32, 32), marks=pytest.mark.slow)])
+def test_model_definitions_compute_the_same_function_in_both_libraries(torch, name,
+                                                                        input_shape):
+    """The torch side of a model workload is the same network as the minicnn side: the
+    same weights give the same outputs (train mode: BN uses the batch statistics)."""
+    import minicnn
+    import minicnn.models
+    reference = getattr(models, name)(torch)
+    ours = (minicnn.models.lenet5() if name == "lenet5" else models.cifar_resnet18(minicnn))
+    ours.load_state_dict(reference.state_dict())
+    x = np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)
+    expected = reference(torch.tensor(x)).detach().numpy()
+    np.testing.assert_allclose(ours(minicnn.tensor(x)).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_cli_rejects_an_empty_selection(capsys):
+    assert cli_main(["--only", "no such workload"], prog="minicnn bench") == 2
+    assert "no workload matches" in capsys.readouterr().err
+
+
+def test_table_marks_skipped_rows_with_their_note():
+    meta = {"versions": {"minicnn": "0", "torch": "0"}, "size": "quick", "repeats": 3,
+            "warmup": 0, "budget_s": 10.0,
+            "threads": {"torch": 2, "numpy_blas": "2 (openblas)", "numba": None},
+            "matmul_n": 512, "ceiling_gflops": {"numpy": 10.0, "torch": 12.0}}
+    rows = [{"name": "train x", "kind": "train", "status": "skipped",
+             "note": "minicnn has no minicnn.optim.SGD yet", "ratio": None,
+             "minicnn": None, "torch": None},
+            {"name": "conv2d y", "kind": "op", "status": "ok", "note": "", "ratio": 0.5,
+             "minicnn": {"median_s": 0.002, "gflops": 1.0, "peak_mb": None},
+             "torch": {"median_s": 0.001, "gflops": 2.0, "peak_mb": None}}]
+    text = report.format_table(meta, rows)
+    assert "[1] train x: minicnn has no minicnn.optim.SGD yet" in text
+    assert "2.00" in text and "0.50" in text
+    assert math.isclose(report.geometric_means(rows)["op"], 0.5)
+
+
+@pytest.mark.slow
+def test_memory_child_measures_growth_over_an_import_only_baseline(torch):
+    # a parent far bigger than its children: Linux keeps ru_maxrss across exec, and a
+    # child that reported it would show the parent's peak, hence no growth at all
+    ballast = np.ones(100_000_000, dtype=np.float32)           # 400 MB, touched
+    base, err = memory.baseline_mb("quick", threads=1)
+    assert err is None and base > 0
+    # torch's first conv allocates tens of MB (kernel caches, workspace)
+    peak, err = memory.peak_mb(TINY_CONV, "torch", "quick", threads=1)
+    assert err is None and peak > base + 1
+    del ballast
