@@ -26,7 +26,8 @@ _TIMING_DEFAULTS = {"full": (1, 7, 0.05, 60.0, 2048), "quick": (0, 3, 0.0, 10.0,
 
 
 def build_parser(prog):
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(prog=prog, description="minicnn against PyTorch (CPU, "
+                                "float32), side by side on the same workloads",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n".join(__doc__.split("\n")[2:8]))
     p.add_argument("--size", choices=sorted(SIZES), default="full",
