@@ -18,6 +18,8 @@ from . import _tensor_api                 # noqa: F401  attaches Tensor operator
 from .utils.gradcheck import gradcheck, GradcheckError
 from . import nn, optim                   # minicnn.nn, minicnn.optim as torch.nn, torch.optim
 from .utils.serialization import save, load   # noqa: F401  minicnn.save / minicnn.load
+from .utils.summary import summary           # noqa: F401  layer table of a model
+from .utils.convert import convolutionize    # noqa: F401  Linear layers -> convolutions
 
 __version__ = "0.1.0"
 

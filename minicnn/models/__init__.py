@@ -6,3 +6,4 @@ from .nin import *          # noqa: F401,F403
 from .googlenet import *    # noqa: F401,F403
 from .resnet import *       # noqa: F401,F403
 from .densenet import *     # noqa: F401,F403
+from .transfer import *     # noqa: F401,F403
