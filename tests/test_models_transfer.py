@@ -167,3 +167,21 @@ def test_convolutionize_refuses_what_it_cannot_convert():
     mlp = nn.Sequential(nn.Linear(3, 4))
     with pytest.raises(ValueError, match="feature map"):
         minicnn.convolutionize(mlp, (3,))
+
+
+@pytest.mark.slow
+def test_transfer_learning_example_runs_small():
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "transfer_learning.py"
+    spec = importlib.util.spec_from_file_location("transfer_learning_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    rng = np.random.default_rng(0)
+    xa, ya = example.gratings(6, rng)
+    xb, yb = example.shapes(12, rng)
+    assert xa.shape == (6, 3, 64, 64) and set(yb) <= {0, 1, 2, 3}
+    # the example's fine-tuning loop (frozen, unfrozen, its own frozen-weights check)
+    accuracies = example.fine_tune(models.alexnet(num_classes=4, hidden_features=8),
+                                   xb, yb, xb[:4], yb[:4], rng, verbose=False)
+    assert len(accuracies) == 6 and all(0 <= a <= 1 for a in accuracies)
