@@ -176,7 +176,8 @@ def train_steps(model, shape, num_classes, steps=4, lr=0.05, seed=3, adam=False)
     for _ in range(steps):
         out = model(x)
         if isinstance(out, tuple):
-            loss = F.cross_entropy(out[0], y) + 0.3 * sum(F.cross_entropy(o, y) for o in out[1:])
+            loss = F.cross_entropy(out[0], y)
+            loss = loss + 0.3 * sum(F.cross_entropy(o, y) for o in out[1:])
         else:
             loss = F.cross_entropy(out, y)
         opt.zero_grad()

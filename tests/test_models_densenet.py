@@ -22,7 +22,8 @@ def test_key_names():
     for key in ("features.conv0.weight", "features.norm0.running_var",
                 "features.denseblock1.denselayer1.norm1.weight",
                 "features.denseblock1.denselayer1.conv2.weight",
-                "features.transition1.conv.weight", "features.denseblock4.denselayer16.norm2.bias",
+                "features.transition1.conv.weight",
+                "features.denseblock4.denselayer16.norm2.bias",
                 "features.norm5.num_batches_tracked", "classifier.bias"):
         assert key in keys, key
     assert "features.transition4.conv.weight" not in keys

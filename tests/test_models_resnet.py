@@ -108,6 +108,13 @@ def test_basic_resnet_backward_matches_torch(torch):
 
 
 @pytest.mark.slow
+def test_resnext_bottleneck_backward_matches_torch(torch):
+    tm, mm = _pair_with_block(torch, "Bottleneck", layers=[1, 1, 1, 1], groups=4,
+                              width_per_group=4, num_classes=3)
+    compare_backward(tm, mm, torch, (2, 3, 32, 32))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("shortcut", ["A", "B"])
 def test_cifar_resnet_backward_matches_torch(torch, shortcut):
     tm, mm = pair(resnet, torch, "resnet20", num_classes=4, shortcut=shortcut)

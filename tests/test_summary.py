@@ -124,7 +124,9 @@ def test_mode_and_state_are_restored():
     assert "Not called in this forward" in str(eval_summary)
     assert train_summary.unused == []
     assert train_summary.total_macs > eval_summary.total_macs
-    assert eval_summary.total_params == train_summary.total_params == 13_004_888 - 3 * 995 * 1025
+    # 5 classes instead of 1000 in fc, aux1.fc2 and aux2.fc2 (1024 inputs + a bias each)
+    with_aux = 13_004_888 - 3 * 995 * 1025
+    assert eval_summary.total_params == train_summary.total_params == with_aux
 
 
 def _family_models():

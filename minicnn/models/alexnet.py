@@ -97,9 +97,9 @@ class AlexNetPaper(nn.Module):
     * LRN. The paper writes ``b = a / (k + alpha * sum(a^2))^beta`` over n=5 adjacent
       channels with k=2, alpha=1e-4, beta=0.75. ``torch.nn.LocalResponseNorm`` divides
       alpha by n (``k + alpha/n * sum``), as Caffe does. ``lrn_alpha_scaling="paper"``
-      (default) keeps the paper's formula and constants; ``"torch"`` passes alpha=1e-4
-      to the torch formula, which is what Caffe's "bvlc_alexnet" reproduction trained
-      with (a normalisation five times weaker).
+      (default) keeps the paper's formula and constants; ``"torch"`` feeds the same
+      constants to torch's formula, a normalisation five times weaker (Caffe's
+      reproductions likewise put alpha=1e-4 into the alpha/n formula).
     * Pooling rounding. PyTorch floors the pooled size, Caffe (which most AlexNet
       reproductions used) rounds up: ``ceil_mode=False`` (default) or ``True``. At the
       paper's effective 227x227 input (55 -> 27 -> 13 -> 6) both agree.

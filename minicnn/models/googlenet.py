@@ -261,8 +261,9 @@ class GoogLeNetPaper(nn.Module):
     Same stages and widths as :class:`GoogLeNet`, but convolutions have biases and no
     BN, the "5x5" branch is 5x5, LRN follows the first pool and the 3x3 convolution,
     and the head is a 7x7 average pool (adaptive here), dropout 0.4 and a linear layer.
-    The LRN uses the constants of the authors' Caffe model (n=5, alpha=1e-4, beta=0.75,
-    k=1) in Caffe's formula, which is torch's (alpha divided by n). Returns
+    The LRN uses the constants of the Caffe reproduction "bvlc_googlenet" (n=5,
+    alpha=1e-4, beta=0.75, k=1) in Caffe's formula, which is torch's (alpha divided by
+    n); the paper does not give them. Returns
     :data:`GoogLeNetOutputs` in training mode with ``aux_logits`` (no torchvision twin).
     """
 

@@ -67,8 +67,8 @@ def summary(model, input_size=None, *, input_data=None, batch_size=1, dtype=None
     (the batch is ``batch_size``); or pass ``input_data`` (a Tensor, or a tuple of them).
     ``depth``: rows nested deeper than this are folded into their parent (whose counts
     include them). ``mode``: ``"eval"`` (default) or ``"train"``; the model's mode, its
-    BN running statistics and the random state are restored afterwards. ``shapes_only``: see the module
-    docstring.
+    BN running statistics and the random state are restored afterwards.
+    ``shapes_only``: see the module docstring.
     """
     from .. import nn     # imported here: minicnn/__init__ imports this module early
 
@@ -187,9 +187,11 @@ class ModelSummary:
                              for c, w, r in zip(cells, widths, right)).rstrip()
 
         rule = "=" * (sum(widths) + 2 * (len(widths) - 1))
-        out = [f"{self.model_name}, input {', '.join(str(list(s)) for s in self.input_shapes)}"
-               + ("  (shapes only: conv/linear arithmetic skipped)" if self.shapes_only else ""),
-               rule, line(header), rule]
+        shapes = ", ".join(str(list(s)) for s in self.input_shapes)
+        title = f"{self.model_name}, input {shapes}"
+        if self.shapes_only:
+            title += "  (shapes only: conv/linear arithmetic skipped)"
+        out = [title, rule, line(header), rule]
         out += [line(cells) for cells in body]
         out += [rule,
                 f"Total params: {self.total_params:,}",
@@ -204,8 +206,8 @@ class ModelSummary:
                 f"Input size: {_format_bytes(self.input_bytes)}",
                 f"Forward activations (leaf outputs): {_format_bytes(self.activation_bytes)}",
                 f"Params size: {_format_bytes(self.param_bytes)}",
-                f"Estimated total: "
-                f"{_format_bytes(self.input_bytes + self.activation_bytes + self.param_bytes)}",
+                "Estimated total: " + _format_bytes(self.input_bytes + self.activation_bytes
+                                                    + self.param_bytes),
                 rule]
         return "\n".join(out)
 
