@@ -54,9 +54,11 @@ def register(op, label, make_inputs, fn, torch_fn=None, **options):
 
 
 def _load_all():
+    """Import every case module: the foundation ops first, then the families by name."""
     from . import opcases
-    for info in pkgutil.iter_modules(opcases.__path__):
-        importlib.import_module(f"{opcases.__name__}.{info.name}")
+    names = sorted(info.name for info in pkgutil.iter_modules(opcases.__path__))
+    for name in sorted(names, key=lambda n: n != "core"):
+        importlib.import_module(f"{opcases.__name__}.{name}")
 
 
 def cases(op=None):
@@ -82,7 +84,7 @@ def run_case(case, use_torch=True, seed=0):
     from .torch_compare import compare_with_torch
     rng = np.random.default_rng(seed)
     inputs = case.make_inputs(rng)
-    row = {"op": case.op, "label": case.label, "forward_error": 0.0, "grad_errors": {},
+    row = {"op": case.op, "label": case.label, "forward_error": {}, "grad_errors": {},
            "fd_error": None, "passed": True, "notes": []}
     if case.torch_fn is not None and use_torch:
         for dtype, rtol, atol in ((np.float64, case.rtol64, case.atol64),
@@ -91,9 +93,8 @@ def run_case(case, use_torch=True, seed=0):
                                      dtype=dtype, rtol=rtol, atol=atol,
                                      name=f"{case.op} {case.label}", check=False)
             tag = np.dtype(dtype).name
-            row["forward_error"] = max(row["forward_error"], rep.forward_error)
-            for i, e in rep.grad_errors.items():
-                row["grad_errors"][i] = max(row["grad_errors"].get(i, 0.0), e)
+            row["forward_error"][tag] = rep.forward_error
+            row["grad_errors"][tag] = dict(rep.grad_errors)
             if not rep.passed:
                 row["passed"] = False
                 row["notes"].append(f"{tag}: " + "; ".join(rep.problems))
@@ -106,7 +107,7 @@ def run_case(case, use_torch=True, seed=0):
         out = out[0] if isinstance(out, tuple) else out
         ref = np.asarray(case.reference(*ref_in))
         err = float(np.abs(out.numpy() - ref).max()) if ref.size else 0.0
-        row["forward_error"] = err
+        row["forward_error"]["float64"] = err
         if not err <= case.atol64 + case.rtol64 * float(np.abs(ref).max(initial=0)):
             row["passed"] = False
             row["notes"].append(f"forward differs from the NumPy reference by {err:.3e}")
@@ -133,26 +134,38 @@ def run_all(op=None, use_torch=None):
     return [run_case(c, use_torch) for c in cases(op)], use_torch
 
 
+def _fmt(value):
+    return "-" if value is None else f"{value:.1e}"
+
+
 def format_table(rows):
-    """One line per op: configurations tried, largest errors, pass/fail."""
+    """One line per op: configurations tried, largest forward error and largest gradient
+    error per input against torch in float64 and float32, largest finite-difference error,
+    pass/fail. ("-": not measured, e.g. an op with no torch twin has no torch gradient.)"""
     by_op = {}
     for r in rows:
         by_op.setdefault(r["op"], []).append(r)
     width = max([len("op")] + [len(r["op"]) for r in rows])
-    header = f"{'op':<{width}} {'configs':>7} {'fwd err':>9} {'grad err (per input)':<34} {'fd err':>9}  result"
+    header = (f"{'op':<{width}} {'configs':>7} {'fwd f64':>8} {'fwd f32':>8}  "
+              f"{'grad f64 (per input)':<34} {'grad f32':>8} {'fin.diff':>8}  result")
     lines = [header, "-" * len(header)]
     for op, group in by_op.items():
-        fwd = max(r["forward_error"] for r in group)
-        grads = {}
+        def worst(values):
+            values = [v for v in values if v is not None]
+            return max(values) if values else None
+        fwd64 = worst(r["forward_error"].get("float64") for r in group)
+        fwd32 = worst(r["forward_error"].get("float32") for r in group)
+        g64 = {}
         for r in group:
-            for i, e in r["grad_errors"].items():
-                grads[i] = max(grads.get(i, 0.0), e)
-        fds = [r["fd_error"] for r in group if r["fd_error"] is not None]
-        grad_text = " ".join(f"x{i}:{e:.1e}" for i, e in sorted(grads.items())) or "-"
+            for i, e in r["grad_errors"].get("float64", {}).items():
+                g64[i] = max(g64.get(i, 0.0), e)
+        g32 = worst(e for r in group for e in r["grad_errors"].get("float32", {}).values())
+        fd = worst(r["fd_error"] for r in group)
+        grad_text = " ".join(f"x{i}:{e:.1e}" for i, e in sorted(g64.items())) or "-"
         ok = all(r["passed"] for r in group)
-        lines.append(f"{op:<{width}} {len(group):>7} {fwd:>9.1e} {grad_text:<34} "
-                     f"{(max(fds) if fds else float('nan')):>9.1e}  {'pass' if ok else 'FAIL'}")
-    failures = [r for r in rows if not r["passed"]]
-    for r in failures:
-        lines.append(f"FAIL {r['op']} [{r['label']}]: " + " | ".join(r["notes"]))
+        lines.append(f"{op:<{width}} {len(group):>7} {_fmt(fwd64):>8} {_fmt(fwd32):>8}  "
+                     f"{grad_text:<34} {_fmt(g32):>8} {_fmt(fd):>8}  {'pass' if ok else 'FAIL'}")
+    for r in rows:
+        if not r["passed"]:
+            lines.append(f"FAIL {r['op']} [{r['label']}]: " + " | ".join(r["notes"]))
     return "\n".join(lines)

@@ -37,8 +37,9 @@ register("exp", "(3,4)", _n((3, 4)), F.exp, lambda a: _torch().exp(a))
 register("log", "x>0.1", _n((3, 4), low=0.1), F.log, lambda a: _torch().log(a))
 register("sqrt", "x>0.1", _n((3, 4), low=0.1), F.sqrt, lambda a: _torch().sqrt(a))
 register("abs", "away from 0", _n((3, 4), low=0.1), F.abs, lambda a: _torch().abs(a))
-register("clamp", "min=-0.5 max=0.7", _n((4, 5)), lambda a: F.clamp(a, -0.5, 0.7),
-         lambda a: _torch().clamp(a, -0.5, 0.7), grad_check=False)
+register("clamp", "min=-0.5 max=0.7, kink-free",
+         lambda r: [r.choice([-1.3, -0.9, -0.2, 0.1, 0.4, 0.9, 1.6], (4, 5)) + 0.01 * r.random((4, 5))],
+         lambda a: F.clamp(a, -0.5, 0.7), lambda a: _torch().clamp(a, -0.5, 0.7))
 register("maximum", "(3,4),(4,)", _n((3, 4), (4,)), F.maximum, lambda a, b: _torch().maximum(a, b))
 register("where", "mask (3,4)", lambda r: [r.standard_normal((3, 4)), r.standard_normal((3, 4)),
                                            r.standard_normal((3, 4)) > 0],
