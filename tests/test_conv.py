@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import minicnn as mc
+from kernels import dispatch
 from minicnn import functional as F
 from minicnn.utils.gradcheck import gradcheck
 from minicnn.utils.torch_compare import compare_with_torch
@@ -178,17 +179,20 @@ def test_float32_stays_float32(rng, op, wshape):
 
 
 def test_forward_saves_only_what_backward_needs(rng):
-    x = mc.tensor(rng.standard_normal((1, 2, 5, 5)))
-    w = mc.tensor(rng.standard_normal((3, 2, 3, 3)))
-    only_w = F.conv2d(x, w.requires_grad_()).grad_fn
-    assert only_w.cols is not None and only_w.w_mat is None
-    x.requires_grad_()
-    w.requires_grad_(False)
-    only_x = F.conv2d(x, w).grad_fn
-    assert only_x.cols is None and only_x.w_mat is not None
-    out = F.conv2d(x, w)
-    out.backward(np.ones(out.shape))
-    assert x.grad is not None and w.grad is None
+    # what the reference path saves (the CPU fast path keeps the input instead of its
+    # columns: tests/test_kernels_fast_conv.py checks that one)
+    with dispatch.kernels("reference"):
+        x = mc.tensor(rng.standard_normal((1, 2, 5, 5)))
+        w = mc.tensor(rng.standard_normal((3, 2, 3, 3)))
+        only_w = F.conv2d(x, w.requires_grad_()).grad_fn
+        assert only_w.cols is not None and only_w.w_mat is None
+        x.requires_grad_()
+        w.requires_grad_(False)
+        only_x = F.conv2d(x, w).grad_fn
+        assert only_x.cols is None and only_x.w_mat is not None
+        out = F.conv2d(x, w)
+        out.backward(np.ones(out.shape))
+        assert x.grad is not None and w.grad is None
 
 
 # -------------------------------------------------------------------------- errors

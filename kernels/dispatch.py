@@ -1,0 +1,110 @@
+"""Which kernels run: the portable reference, or a compiled CPU fast path.
+
+Every op is written once against the NumPy/CuPy array API (the *reference*: what the
+docstrings describe and what runs on the GPU). Some ops also have a fast path for the
+CPU, compiled with numba (``kernels/numba_*.py``), that computes the same numbers with
+fewer passes over memory. An op asks :func:`use_fast` whether to take it.
+
+The fast path is taken only when
+
+* the mode is ``"auto"`` (the default), not ``"reference"``;
+* numba is installed;
+* every array given is a plain ``numpy.ndarray`` (not a subclass, never a CuPy array)
+  of float32 or float64.
+
+The mode comes from the environment variable ``MINICNN_KERNELS`` (``auto`` or
+``reference``) when this module is imported, and can be changed at run time::
+
+    from kernels import dispatch
+    dispatch.set_kernels("reference")       # everything through the reference
+    with dispatch.kernels("reference"):     # only inside the block
+        ...
+
+Threads: the fast kernels run on numba's thread pool (``numba.set_num_threads``,
+``NUMBA_NUM_THREADS``); the matrix multiplies on NumPy's BLAS (``threadpoolctl``,
+``OPENBLAS_NUM_THREADS``).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+
+import numpy
+
+__all__ = ["MODES", "get_kernels", "set_kernels", "kernels", "use_fast", "fast_module",
+           "numba_available"]
+
+MODES = ("auto", "reference")
+_FAST_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+
+
+def _mode_from_environment():
+    value = os.environ.get("MINICNN_KERNELS", "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise ValueError(f"MINICNN_KERNELS must be one of {', '.join(MODES)}, got {value!r}")
+    return value
+
+
+_mode = _mode_from_environment()
+_numba = None            # None: not looked for yet; then True or False
+
+
+def numba_available():
+    """True when numba can be imported (looked up once, without importing it)."""
+    global _numba
+    if _numba is None:
+        _numba = importlib.util.find_spec("numba") is not None
+    return _numba
+
+
+def get_kernels():
+    """The current mode: ``"auto"`` or ``"reference"``."""
+    return _mode
+
+
+def set_kernels(mode):
+    """Set the mode (``"auto"`` or ``"reference"``); returns the previous one."""
+    global _mode
+    if mode not in MODES:
+        raise ValueError(f"set_kernels: mode must be one of {', '.join(MODES)}, got {mode!r}")
+    previous, _mode = _mode, mode
+    return previous
+
+
+@contextlib.contextmanager
+def kernels(mode):
+    """``with kernels("reference"):`` runs the block in that mode."""
+    previous = set_kernels(mode)
+    try:
+        yield
+    finally:
+        set_kernels(previous)
+
+
+def use_fast(*arrays):
+    """True when the CPU fast path should handle these arrays (``None`` entries, such as
+    an absent bias, are skipped). All of them must share one float32/float64 dtype."""
+    if _mode != "auto" or not numba_available():
+        return False
+    dtype = None
+    for a in arrays:
+        if a is None:
+            continue
+        # NOTE: `type(a) is ndarray`, not isinstance: a subclass may stand for device
+        # memory (tests/fake_cupy.py does exactly that), and compiled code would read it
+        # as host memory.
+        if type(a) is not numpy.ndarray or a.dtype not in _FAST_DTYPES:
+            return False
+        if dtype is None:
+            dtype = a.dtype
+        elif a.dtype != dtype:
+            return False
+    return dtype is not None
+
+
+def fast_module(name):
+    """The fast-path module ``kernels.numba_<name>`` (imported, and numba with it, on
+    first use: ``import minicnn`` does not pay for numba)."""
+    return importlib.import_module(f"kernels.numba_{name}")

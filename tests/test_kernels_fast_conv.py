@@ -1,0 +1,178 @@
+"""kernels/numba_conv.py (the CPU fast path of convolution) against the portable
+reference, over drawn geometries, in float32 and float64; and kernels/dispatch.py, which
+decides when the fast path runs."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
+
+import minicnn as mc
+from kernels import dispatch
+from kernels import im2col as reference
+from minicnn import functional as F
+
+fast = pytest.importorskip("kernels.numba_conv")      # needs numba
+
+SETTINGS = settings(max_examples=40, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+DTYPES = st.sampled_from([np.float64, np.float32])
+# the same products summed in another order (BLAS blocking, tiles): float32 differs in
+# the last bits only
+TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=2e-5, atol=2e-5)}
+
+
+@pytest.fixture(autouse=True)
+def _fast_paths_on():
+    """This file tests the fast path itself: on, whatever MINICNN_KERNELS says."""
+    with dispatch.kernels("auto"):
+        yield
+
+
+@st.composite
+def geometry(draw):
+    """(x shape, KH, KW, SH, SW, PH, PW, DH, DW) whose output has at least one position."""
+    N, C = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    H, W = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    KH, KW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    SH, SW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    PH, PW = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+    DH, DW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    assume(reference.conv_output_size(H, KH, SH, PH, DH) > 0)
+    assume(reference.conv_output_size(W, KW, SW, PW, DW) > 0)
+    return (N, C, H, W), KH, KW, SH, SW, PH, PW, DH, DW
+
+
+@st.composite
+def conv_case(draw):
+    """A conv2d geometry with groups, and a tile size small enough (sometimes) to cut the
+    batch into several tiles, or one image into bands of rows."""
+    shape, KH, KW, SH, SW, PH, PW, DH, DW = draw(geometry())
+    N, Cg, H, W = shape
+    G, Og = draw(st.sampled_from([1, 1, 2, 3])), draw(st.integers(1, 4))
+    tile = draw(st.sampled_from([1, 7, 40, 300, fast.TILE_ELEMENTS]))
+    kw = dict(stride=(SH, SW), padding=(PH, PW), dilation=(DH, DW), groups=G)
+    return (N, Cg * G, H, W), (Og * G, Cg, KH, KW), kw, tile
+
+
+@SETTINGS
+@given(geometry(), DTYPES)
+def test_im2col_equals_reference(rng, geo, dtype):
+    shape, *params = geo
+    x = rng.standard_normal(shape).astype(dtype)
+    got = fast.im2col(x, *params)
+    assert got.dtype == dtype and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, reference.im2col(x, *params))
+
+
+@SETTINGS
+@given(geometry(), DTYPES)
+def test_col2im_equals_reference(rng, geo, dtype):
+    shape, KH, KW, *rest = geo
+    cols_shape = reference.im2col(np.zeros(shape), KH, KW, *rest).shape
+    cols = rng.standard_normal(cols_shape).astype(dtype)
+    got = fast.col2im(cols, shape, *rest)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, reference.col2im(cols, shape, *rest), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_im2col_out_size_and_strided_input(rng, dtype):
+    x = rng.standard_normal((3, 5, 9, 8)).astype(dtype)[:, ::2, :, ::-1]   # a strided view
+    for kw in (dict(), dict(SH=2, PH=1, PW=2, DW=2), dict(out_size=(3, 2))):
+        np.testing.assert_array_equal(fast.im2col(x, 3, 2, **kw),
+                                      reference.im2col(x, 3, 2, **kw))
+
+
+@SETTINGS
+@given(conv_case(), DTYPES, st.booleans(), st.sampled_from([(1, 1, 1), (0, 1, 0),
+                                                            (1, 0, 1), (0, 0, 1)]))
+def test_conv2d_forward_and_backward_equal_reference(rng, monkeypatch, case, dtype, bias,
+                                                     needs):
+    x_shape, w_shape, kw, tile = case
+    monkeypatch.setattr(fast, "TILE_ELEMENTS", tile)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype) if bias else None
+    with dispatch.kernels("reference"):
+        ref_out, ref_grads = _conv_and_grads(x, w, b, kw, needs, rng)
+    out, grads = _conv_and_grads(x, w, b, kw, needs, rng)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, ref_out, **TOL[dtype])
+    for got, want in zip(grads, ref_grads):
+        assert (got is None) == (want is None)
+        if got is not None:
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+def _conv_and_grads(x, w, b, kw, needs, rng):
+    """conv2d through the Function (whichever path the mode picks), its output and the
+    gradients of the inputs flagged in ``needs`` (x, w, b) for a fixed upstream one."""
+    tensors = [None if a is None else mc.tensor(a, requires_grad=bool(n) and a is not None)
+               for a, n in zip((x, w, b), needs)]
+    out = F.conv2d(*tensors, **kw)
+    if out.requires_grad:
+        up = np.random.default_rng(1).standard_normal(out.shape).astype(x.dtype)
+        out.backward(up)
+    return out.numpy(), [None if t is None or t.grad is None else t.grad.numpy()
+                         for t in tensors]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_transpose2d_equals_reference(rng, dtype):
+    x = rng.standard_normal((2, 4, 5, 3)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 2)).astype(dtype)
+    kw = dict(stride=(2, 1), padding=(1, 0), output_padding=(1, 0), groups=2,
+              dilation=(1, 2))
+    results = []
+    for mode in ("reference", "auto"):
+        with dispatch.kernels(mode):
+            xt, wt = mc.tensor(x, requires_grad=True), mc.tensor(w, requires_grad=True)
+            out = F.conv_transpose2d(xt, wt, **kw)
+            out.backward(np.random.default_rng(1).standard_normal(out.shape).astype(dtype))
+            results.append((out.numpy(), xt.grad.numpy(), wt.grad.numpy()))
+    for got, want in zip(*results[::-1]):
+        np.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+def test_fast_conv2d_saves_the_input_not_its_columns(rng):
+    x = mc.tensor(rng.standard_normal((2, 3, 6, 6)))
+    w = mc.tensor(rng.standard_normal((4, 3, 3, 3)))
+    only_w = F.conv2d(x, w.requires_grad_()).grad_fn
+    assert only_w.fast and only_w.x_saved is x.array and only_w.w_saved is None
+    assert not hasattr(only_w, "cols")
+    x.requires_grad_()
+    w.requires_grad_(False)
+    only_x = F.conv2d(x, w).grad_fn
+    assert only_x.x_saved is None and only_x.w_saved is w.array
+
+
+# ------------------------------------------------------------------------- dispatch
+
+def test_dispatch_takes_the_fast_path_only_for_numpy_floats():
+    a32, a64 = np.zeros(3, np.float32), np.zeros(3)
+
+    class Subclass(np.ndarray):       # e.g. tests/fake_cupy.py's device arrays
+        pass
+
+    assert dispatch.use_fast(a32, None, a32) and dispatch.use_fast(a64)
+    assert not dispatch.use_fast(a32, a64)                  # mixed dtypes
+    assert not dispatch.use_fast(np.zeros(3, np.float16))
+    assert not dispatch.use_fast(np.zeros(3, np.int64))
+    assert not dispatch.use_fast(a64.view(Subclass))
+    assert not dispatch.use_fast(None)
+    with dispatch.kernels("reference"):
+        assert dispatch.get_kernels() == "reference" and not dispatch.use_fast(a32)
+    assert dispatch.get_kernels() == "auto"
+
+
+def test_reference_mode_runs_the_reference(rng):
+    x = mc.tensor(rng.standard_normal((1, 2, 4, 4)))
+    w = mc.tensor(rng.standard_normal((3, 2, 3, 3)), requires_grad=True)
+    with dispatch.kernels("reference"):
+        node = F.conv2d(x, w).grad_fn
+    assert not node.fast and node.cols is not None
+
+
+def test_bad_mode_is_refused():
+    with pytest.raises(ValueError, match="set_kernels: mode must be one of auto, reference"):
+        dispatch.set_kernels("cuda")
