@@ -8,7 +8,7 @@ from minicnn import cli
 def test_gradcheck_one_op_prints_table(capsys, torch):
     assert cli.main(["gradcheck", "--op", "matmul"]) == 0
     out = capsys.readouterr().out
-    assert "matmul" in out and "pass" in out and "fwd err" in out
+    assert "matmul" in out and "pass" in out and "fwd f64" in out and "grad f32" in out
     assert "2 passed, 0 failed" in out
 
 
