@@ -15,15 +15,15 @@ import os
 
 import numpy as np
 
-from ..dataset import Dataset
 from ._files import find_files, read_bytes, safe_pickle_load
+from .base import ArrayDataset
 
 __all__ = ["CIFAR10", "CIFAR100"]
 
 _PIXELS = 3 * 32 * 32
 
 
-class CIFAR10(Dataset):
+class CIFAR10(ArrayDataset):
     """CIFAR-10: 50,000 training and 10,000 test 32x32 colour images in 10 classes.
 
     ``root`` holds ``cifar-10-batches-bin/`` (binary version) or ``cifar-10-batches-py/``
@@ -131,18 +131,6 @@ class CIFAR10(Dataset):
         except (OSError, KeyError, TypeError, ValueError):
             names = []
         return names if len(names) == self.num_classes else list(self.default_classes)
-
-    # ------------------------------------------------------------------ access
-    def __len__(self):
-        return len(self.data)
-
-    def __getitem__(self, index):
-        image, target = self.data[index], int(self.targets[index])
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return image, target
 
 
 class CIFAR100(CIFAR10):

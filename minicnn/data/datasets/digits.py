@@ -13,8 +13,8 @@ import functools
 
 import numpy as np
 
-from ..dataset import Dataset
 from ..imageops import resize
+from .base import ArrayDataset
 
 __all__ = ["Digits", "stratified_split"]
 
@@ -51,7 +51,7 @@ def stratified_split(labels, test_fraction, seed):
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-class Digits(Dataset):
+class Digits(ArrayDataset):
     """scikit-learn's 8x8 digits upsampled to ``image_size`` x ``image_size``.
 
     ``train=True`` gives the training part of a fixed stratified split (80/20 by
@@ -75,14 +75,3 @@ class Digits(Dataset):
         train_idx, test_idx = stratified_split(labels, test_fraction, split_seed)
         chosen = train_idx if train else test_idx
         self.data, self.targets = images[chosen], labels[chosen]
-
-    def __len__(self):
-        return len(self.data)
-
-    def __getitem__(self, index):
-        image, target = self.data[index], int(self.targets[index])
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return image, target

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from ..dataset import Dataset
 from ._files import find_files, read_bytes
+from .base import ArrayDataset
 
 __all__ = ["MNIST", "FashionMNIST", "read_idx"]
 
@@ -48,7 +48,7 @@ def read_idx(path, expect_ndim=None):
         .astype(dtype.newbyteorder("="))
 
 
-class MNIST(Dataset):
+class MNIST(ArrayDataset):
     """MNIST handwritten digits: 60,000 training and 10,000 test images, 28x28 grey.
 
     ``root`` is a folder holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
@@ -82,17 +82,6 @@ class MNIST(Dataset):
         if len(self.targets) and not 0 <= self.targets.min() <= self.targets.max() < 10:
             raise ValueError(f"{label_path}: labels must lie in 0..9, got "
                              f"{self.targets.min()}..{self.targets.max()}")
-
-    def __len__(self):
-        return len(self.data)
-
-    def __getitem__(self, index):
-        image, target = self.data[index], int(self.targets[index])
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return image, target
 
 
 class FashionMNIST(MNIST):

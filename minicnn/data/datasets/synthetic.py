@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dataset import Dataset
+from .base import ArrayDataset
 
 __all__ = ["SyntheticShapes"]
 
@@ -33,7 +33,7 @@ def _draw(shape, dx, dy, r, t):
     return (ax <= t) & (ay <= r)                  # vbar
 
 
-class SyntheticShapes(Dataset):
+class SyntheticShapes(ArrayDataset):
     """``num_samples`` images of one of ``num_classes`` shapes (square, disk, triangle,
     plus, ring, X, horizontal bar, vertical bar, in that order), at a random position,
     size and brightness, with Gaussian noise.
@@ -68,14 +68,3 @@ class SyntheticShapes(Dataset):
             picture = mask[:, :, None] * colour + rng.normal(0.0, noise, (s, s, channels))
             images[i] = np.clip(np.rint(picture * 255), 0, 255)
         self.data = images[..., 0] if channels == 1 else images
-
-    def __len__(self):
-        return len(self.data)
-
-    def __getitem__(self, index):
-        image, target = self.data[index], int(self.targets[index])
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return image, target
