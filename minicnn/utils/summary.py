@@ -342,10 +342,20 @@ def _format_count(n):
 # ----------------------------------------------------------------------------- CLI
 
 # Inputs the models were designed for, when --input-size is not given.
-_DEFAULT_INPUT = {"lenet": (1, 32, 32), "lenet5": (1, 32, 32), "resnet20": (3, 32, 32),
+_DEFAULT_INPUT = {"resnet20": (3, 32, 32),
                   "resnet32": (3, 32, 32), "resnet44": (3, 32, 32), "resnet56": (3, 32, 32),
                   "resnet110": (3, 32, 32), "nin_cifar": (3, 32, 32),
                   "alexnet_paper": (3, 227, 227)}
+
+
+def _usual_input(name, model):
+    """The input a model was designed for: what it says of itself (LeNet-5 knows its
+    ``input_size`` and ``in_channels``), else the table above, else 3x224x224."""
+    size = getattr(model, "input_size", None)
+    if isinstance(size, int):
+        first = next((m for m in model.modules() if hasattr(m, "in_channels")), None)
+        return (first.in_channels if first is not None else 1, size, size)
+    return _DEFAULT_INPUT.get(name, (3, 224, 224))
 
 
 def _builders():
@@ -406,15 +416,17 @@ def cli_main(argv=None, prog="minicnn summary"):
         kwargs[key] = _value(value)
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
-    input_size = tuple(args.input_size) if args.input_size else \
-        _DEFAULT_INPUT.get(args.model, (3, 224, 224))
+    input_size = tuple(args.input_size) if args.input_size else None
     try:
         model = builders[args.model](**kwargs)
+        if input_size is None:
+            input_size = _usual_input(args.model, model)
         summary(model, input_size, batch_size=args.batch_size, dtype=getattr(np, args.dtype),
                 depth=args.depth, mode="train" if args.train else "eval",
                 shapes_only=args.shapes_only, verbose=True)
     except (ValueError, TypeError, RuntimeError) as exc:
-        print(f"{prog}: {args.model} with input {list(input_size)}: {exc}", file=sys.stderr)
+        shown = f" with input {list(input_size)}" if input_size else ""
+        print(f"{prog}: {args.model}{shown}: {exc}", file=sys.stderr)
         return 1
     return 0
 
