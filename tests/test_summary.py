@@ -215,3 +215,10 @@ def test_minicnn_summary_command():
     assert run.returncode == 0, run.stderr
     assert "Total params: 61,100,840" in run.stdout
     assert "(714.19 M;" in run.stdout
+
+
+def test_cli_default_input_comes_from_the_model(capsys):
+    from minicnn.utils.summary import cli_main
+    assert cli_main(["lenet5"]) == 0                 # modern LeNet-5 is 1x28x28
+    out = capsys.readouterr().out
+    assert "[1, 1, 28, 28]" in out and "61,706" in out
