@@ -42,3 +42,16 @@ def test_skipped_torch_comparison_fails_the_run_when_torch_is_required(tmp_path)
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
                          cwd=tmp_path, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout
+
+
+def test_readme_python_examples_run():
+    import re
+    blocks = re.findall(r"```python\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
+    assert blocks
+    # the first block is a complete program; the Sigmoid one is an excerpt of
+    # minicnn/functional/activation.py and must stay true to it
+    namespace = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    assert namespace["loss"].item() > 0
+    source = (ROOT / "minicnn" / "functional" / "activation.py").read_text()
+    assert "class Sigmoid(Function):" in source and "e = xp.exp(-xp.abs(x))" in source
