@@ -121,7 +121,73 @@ class InceptionAux(nn.Module):
         return x
 
 
-class GoogLeNet(nn.Module):
+class _GoogLeNetBase(nn.Module):
+    """What the two forms share after their stem: the nine Inception modules of the
+    paper's table 1 with the max pools between them, the auxiliary heads on 4a and 4d,
+    and the head (average pool, dropout, linear). The attribute names are torchvision's
+    (the state-dict contract)."""
+
+    def _make_inception_stages(self, inception_block, aux_block, num_classes, aux_logits,
+                               dropout, dropout_aux, maxpool4_kernel):
+        self.aux_logits = aux_logits
+        # widths in Inception's argument order: in_channels, #1x1, #3x3 reduce, #3x3,
+        # #5x5 reduce, #5x5, pool proj (table 1)
+        self.inception3a = inception_block(192, 64, 96, 128, 16, 32, 32)
+        self.inception3b = inception_block(256, 128, 128, 192, 32, 96, 64)
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+
+        self.inception4a = inception_block(480, 192, 96, 208, 16, 48, 64)
+        self.inception4b = inception_block(512, 160, 112, 224, 24, 64, 64)
+        self.inception4c = inception_block(512, 128, 128, 256, 24, 64, 64)
+        self.inception4d = inception_block(512, 112, 144, 288, 32, 64, 64)
+        self.inception4e = inception_block(528, 256, 160, 320, 32, 128, 128)
+        # NOTE: torchvision pools 2x2/2 here, the paper 3x3/2; with ceil_mode both
+        # take 14x14 to 7x7
+        self.maxpool4 = nn.MaxPool2d(maxpool4_kernel, stride=2, ceil_mode=True)
+
+        self.inception5a = inception_block(832, 256, 160, 320, 32, 128, 128)
+        self.inception5b = inception_block(832, 384, 192, 384, 48, 128, 128)
+
+        if aux_logits:
+            self.aux1 = aux_block(512, num_classes, dropout=dropout_aux)
+            self.aux2 = aux_block(528, num_classes, dropout=dropout_aux)
+        else:
+            self.aux1 = None
+            self.aux2 = None
+
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(1024, num_classes)
+
+    def _forward_inception_stages(self, x):
+        # shapes for a 224x224 input, whose stem ends at (N, 192, 28, 28)
+        x = self.inception3a(x)      # (N, 256, 28, 28)
+        x = self.inception3b(x)      # (N, 480, 28, 28)
+        x = self.maxpool3(x)         # (N, 480, 14, 14)
+        x = self.inception4a(x)      # (N, 512, 14, 14)
+        use_aux = self.training and self.aux1 is not None
+        aux1 = self.aux1(x) if use_aux else None
+
+        x = self.inception4b(x)      # (N, 512, 14, 14)
+        x = self.inception4c(x)      # (N, 512, 14, 14)
+        x = self.inception4d(x)      # (N, 528, 14, 14)
+        aux2 = self.aux2(x) if use_aux else None
+
+        x = self.inception4e(x)      # (N, 832, 14, 14)
+        x = self.maxpool4(x)         # (N, 832, 7, 7)
+        x = self.inception5a(x)      # (N, 832, 7, 7)
+        x = self.inception5b(x)      # (N, 1024, 7, 7)
+
+        x = self.avgpool(x)          # (N, 1024, 1, 1)
+        x = minicnn.flatten(x, 1)    # (N, 1024)
+        x = self.dropout(x)
+        x = self.fc(x)               # (N, num_classes)
+        if use_aux:
+            return GoogLeNetOutputs(x, aux2, aux1)
+        return x
+
+
+class GoogLeNet(_GoogLeNetBase):
     """torchvision's GoogLeNet.
 
     Shape: (N, in_channels, H, W) -> (N, num_classes), or in training mode with
@@ -143,7 +209,6 @@ class GoogLeNet(nn.Module):
             raise ValueError("transform_input needs in_channels=3 (it re-normalises RGB)")
         conv_block, inception_block, inception_aux_block = blocks
 
-        self.aux_logits = aux_logits
         self.transform_input = transform_input
 
         self.conv1 = conv_block(in_channels, 64, kernel_size=7, stride=2, padding=3)
@@ -151,31 +216,8 @@ class GoogLeNet(nn.Module):
         self.conv2 = conv_block(64, 64, kernel_size=1)
         self.conv3 = conv_block(64, 192, kernel_size=3, padding=1)
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-
-        self.inception3a = inception_block(192, 64, 96, 128, 16, 32, 32)
-        self.inception3b = inception_block(256, 128, 128, 192, 32, 96, 64)
-        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-
-        self.inception4a = inception_block(480, 192, 96, 208, 16, 48, 64)
-        self.inception4b = inception_block(512, 160, 112, 224, 24, 64, 64)
-        self.inception4c = inception_block(512, 128, 128, 256, 24, 64, 64)
-        self.inception4d = inception_block(512, 112, 144, 288, 32, 64, 64)
-        self.inception4e = inception_block(528, 256, 160, 320, 32, 128, 128)
-        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
-
-        self.inception5a = inception_block(832, 256, 160, 320, 32, 128, 128)
-        self.inception5b = inception_block(832, 384, 192, 384, 48, 128, 128)
-
-        if aux_logits:
-            self.aux1 = inception_aux_block(512, num_classes, dropout=dropout_aux)
-            self.aux2 = inception_aux_block(528, num_classes, dropout=dropout_aux)
-        else:
-            self.aux1 = None
-            self.aux2 = None
-
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.dropout = nn.Dropout(p=dropout)
-        self.fc = nn.Linear(1024, num_classes)
+        self._make_inception_stages(inception_block, inception_aux_block, num_classes,
+                                    aux_logits, dropout, dropout_aux, maxpool4_kernel=2)
 
         if init_weights:
             for m in self.modules():
@@ -202,31 +244,7 @@ class GoogLeNet(nn.Module):
         x = self.conv2(x)            # (N, 64, 56, 56)
         x = self.conv3(x)            # (N, 192, 56, 56)
         x = self.maxpool2(x)         # (N, 192, 28, 28)
-
-        x = self.inception3a(x)      # (N, 256, 28, 28)
-        x = self.inception3b(x)      # (N, 480, 28, 28)
-        x = self.maxpool3(x)         # (N, 480, 14, 14)
-        x = self.inception4a(x)      # (N, 512, 14, 14)
-        use_aux = self.training and self.aux1 is not None
-        aux1 = self.aux1(x) if use_aux else None
-
-        x = self.inception4b(x)      # (N, 512, 14, 14)
-        x = self.inception4c(x)      # (N, 512, 14, 14)
-        x = self.inception4d(x)      # (N, 528, 14, 14)
-        aux2 = self.aux2(x) if use_aux else None
-
-        x = self.inception4e(x)      # (N, 832, 14, 14)
-        x = self.maxpool4(x)         # (N, 832, 7, 7)
-        x = self.inception5a(x)      # (N, 832, 7, 7)
-        x = self.inception5b(x)      # (N, 1024, 7, 7)
-
-        x = self.avgpool(x)          # (N, 1024, 1, 1)
-        x = minicnn.flatten(x, 1)    # (N, 1024)
-        x = self.dropout(x)
-        x = self.fc(x)               # (N, num_classes)
-        if use_aux:
-            return GoogLeNetOutputs(x, aux2, aux1)
-        return x
+        return self._forward_inception_stages(x)
 
 
 def googlenet(**kwargs):
@@ -255,7 +273,7 @@ class InceptionAuxPaper(nn.Module):
         return self.fc2(self.dropout(x))
 
 
-class GoogLeNetPaper(nn.Module):
+class GoogLeNetPaper(_GoogLeNetBase):
     """GoogLeNet as in the paper's table 1 and figure 3.
 
     Same stages and widths as :class:`GoogLeNet`, but convolutions have biases and no
@@ -270,7 +288,6 @@ class GoogLeNetPaper(nn.Module):
     def __init__(self, num_classes=1000, aux_logits=True, dropout=0.4, dropout_aux=0.7,
                  in_channels=3):
         super().__init__()
-        self.aux_logits = aux_logits
 
         def inception(*widths):
             return Inception(*widths, conv_block=ConvReLU, branch3_kernel_size=5)
@@ -286,27 +303,8 @@ class GoogLeNetPaper(nn.Module):
         self.lrn2 = lrn()
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
-        self.inception3a = inception(192, 64, 96, 128, 16, 32, 32)
-        self.inception3b = inception(256, 128, 128, 192, 32, 96, 64)
-        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.inception4a = inception(480, 192, 96, 208, 16, 48, 64)
-        self.inception4b = inception(512, 160, 112, 224, 24, 64, 64)
-        self.inception4c = inception(512, 128, 128, 256, 24, 64, 64)
-        self.inception4d = inception(512, 112, 144, 288, 32, 64, 64)
-        self.inception4e = inception(528, 256, 160, 320, 32, 128, 128)
-        self.maxpool4 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.inception5a = inception(832, 256, 160, 320, 32, 128, 128)
-        self.inception5b = inception(832, 384, 192, 384, 48, 128, 128)
-
-        if aux_logits:
-            self.aux1 = InceptionAuxPaper(512, num_classes, dropout=dropout_aux)
-            self.aux2 = InceptionAuxPaper(528, num_classes, dropout=dropout_aux)
-        else:
-            self.aux1 = None
-            self.aux2 = None
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.dropout = nn.Dropout(p=dropout)
-        self.fc = nn.Linear(1024, num_classes)
+        self._make_inception_stages(inception, InceptionAuxPaper, num_classes, aux_logits,
+                                    dropout, dropout_aux, maxpool4_kernel=3)
 
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -317,19 +315,7 @@ class GoogLeNetPaper(nn.Module):
         x = self.lrn1(self.maxpool1(self.conv1(x)))     # (N, 64, 56, 56)
         x = self.conv3(self.conv2(x))                   # (N, 192, 56, 56)
         x = self.maxpool2(self.lrn2(x))                 # (N, 192, 28, 28)
-        x = self.inception3b(self.inception3a(x))       # (N, 480, 28, 28)
-        x = self.inception4a(self.maxpool3(x))          # (N, 512, 14, 14)
-        use_aux = self.training and self.aux1 is not None
-        aux1 = self.aux1(x) if use_aux else None
-        x = self.inception4d(self.inception4c(self.inception4b(x)))   # (N, 528, 14, 14)
-        aux2 = self.aux2(x) if use_aux else None
-        x = self.maxpool4(self.inception4e(x))          # (N, 832, 7, 7)
-        x = self.inception5b(self.inception5a(x))       # (N, 1024, 7, 7)
-        x = minicnn.flatten(self.avgpool(x), 1)         # (N, 1024)
-        x = self.fc(self.dropout(x))
-        if use_aux:
-            return GoogLeNetOutputs(x, aux2, aux1)
-        return x
+        return self._forward_inception_stages(x)
 
 
 def googlenet_paper(**kwargs):
