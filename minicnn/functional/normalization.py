@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import numbers
 
+from kernels import dispatch
 from kernels import lrn as _lrn
 
 from .. import backend
@@ -101,18 +102,16 @@ class BatchNorm(Function):
         self.training, self.momentum, self.eps = training, momentum, eps
 
     def forward(self, x, weight, bias):
+        self.fast = dispatch.use_fast(x, weight, bias)
+        if self.fast:
+            return self._forward_fast(x, weight, bias)
         xp = backend.get_array_module(x)
         axes = (0,) + tuple(range(2, x.ndim))           # all but the channel axis
         per_channel = (1, x.shape[1]) + (1,) * (x.ndim - 2)   # (1, C, 1, ...) broadcasts
         if self.training:
             xhat, inv_std, mean, var = _standardize(x, axes, self.eps)
             if self.running_mean is not None:
-                m = self.momentum
-                count = x.size // x.shape[1]
-                # NOTE: normalise with the biased variance, track the unbiased one
-                unbiased = var.reshape(-1) * (count / (count - 1))
-                self.running_mean[...] = (1 - m) * self.running_mean + m * mean.reshape(-1)
-                self.running_var[...] = (1 - m) * self.running_var + m * unbiased
+                self._update_running(mean.reshape(-1), var.reshape(-1), x.size // x.shape[1])
         else:
             mean = self.running_mean.reshape(per_channel).astype(x.dtype, copy=False)
             var = self.running_var.reshape(per_channel).astype(x.dtype, copy=False)
@@ -127,6 +126,8 @@ class BatchNorm(Function):
         return out
 
     def backward(self, g):
+        if self.fast:
+            return self._backward_fast(g)
         gx = gw = gb = None
         if self.needs_input_grad[0]:
             dxhat = g if self.weight is None else g * self.weight.reshape(self.per_channel)
@@ -139,6 +140,34 @@ class BatchNorm(Function):
         if self.needs_input_grad[2]:
             gb = g.sum(axis=self.axes)
         return gx, gw, gb
+
+    # The CPU fast path (kernels/numba_norm.py): the same formulas in a few compiled
+    # passes. It keeps the input and the (C,) statistics instead of x̂.
+    def _forward_fast(self, x, weight, bias):
+        fast = dispatch.fast_module("norm")
+        if self.training:
+            out, mean, inv_std, var = fast.batch_norm_train(x, weight, bias, self.eps)
+            if self.running_mean is not None:
+                self._update_running(mean, var, x.size // x.shape[1])
+        else:
+            mean = self.running_mean.astype(float)
+            inv_std = 1 / (self.running_var.astype(float) + self.eps) ** 0.5
+            out = fast.batch_norm_eval(x, mean, inv_std, weight, bias)
+        if any(self.needs_input_grad):
+            self.x, self.mean, self.inv_std, self.weight = x, mean, inv_std, weight
+        return out
+
+    def _backward_fast(self, g):
+        return dispatch.fast_module("norm").batch_norm_backward(
+            g, self.x, self.mean, self.inv_std, self.weight, self.training,
+            *self.needs_input_grad)
+
+    def _update_running(self, mean, var, count):
+        m = self.momentum
+        # NOTE: normalise with the biased variance, track the unbiased one
+        unbiased = var * (count / (count - 1))
+        self.running_mean[...] = (1 - m) * self.running_mean + m * mean
+        self.running_var[...] = (1 - m) * self.running_var + m * unbiased
 
 
 # ===================================================================== layer_norm
