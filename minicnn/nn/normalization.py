@@ -48,15 +48,7 @@ class _BatchNorm(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = empty_parameter((num_features,), device, dtype)
-            if bias:
-                self.bias = empty_parameter((num_features,), device, dtype)
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _make_affine(self, (num_features,), affine, bias, device, dtype)
         if track_running_stats:
             dt = backend.get_default_dtype() if dtype is None else np.dtype(dtype)
             self.register_buffer("running_mean", _on(np.zeros(num_features, dt), device))
@@ -76,10 +68,7 @@ class _BatchNorm(Module):
 
     def reset_parameters(self):
         self.reset_running_stats()
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input):
         x = as_tensor(input)
@@ -122,6 +111,31 @@ def _on(array, device):
     return array if device is None else backend.to_device(array, device)
 
 
+# ------------------------------- weight and bias of BatchNorm, LayerNorm and GroupNorm
+
+def _make_affine(module, shape, affine, bias, device, dtype):
+    """Register the learnable ``weight`` and ``bias`` of ``shape`` on ``module``, or None
+    in their place (both when not ``affine``, ``bias`` alone when not ``bias``), so that
+    the attributes exist either way, as in torch."""
+    if affine:
+        module.weight = empty_parameter(shape, device, dtype)
+        if bias:
+            module.bias = empty_parameter(shape, device, dtype)
+        else:
+            module.register_parameter("bias", None)
+    else:
+        module.register_parameter("weight", None)
+        module.register_parameter("bias", None)
+
+
+def _reset_affine(module):
+    """weight = 1 and bias = 0: a fresh layer only normalises."""
+    if module.weight is not None:
+        init.ones_(module.weight)
+    if module.bias is not None:
+        init.zeros_(module.bias)
+
+
 # ------------------------------------------------------------- LayerNorm, GroupNorm
 
 class LayerNorm(Module):
@@ -140,22 +154,11 @@ class LayerNorm(Module):
         self.normalized_shape = tuple(int(n) for n in normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = empty_parameter(self.normalized_shape, device, dtype)
-            if bias:
-                self.bias = empty_parameter(self.normalized_shape, device, dtype)
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _make_affine(self, self.normalized_shape, elementwise_affine, bias, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self):
-        if self.elementwise_affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input):
         x = as_tensor(input)
@@ -185,22 +188,11 @@ class GroupNorm(Module):
         self.num_channels = int(num_channels)
         self.eps = eps
         self.affine = affine
-        if affine:
-            self.weight = empty_parameter((num_channels,), device, dtype)
-            if bias:
-                self.bias = empty_parameter((num_channels,), device, dtype)
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _make_affine(self, (num_channels,), affine, bias, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self):
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input):
         x = as_tensor(input)
