@@ -62,10 +62,7 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got "
                          f"{label_smoothing}")
-    if x.ndim == 0:
-        raise ValueError("cross_entropy: input must have a class dimension: (C,), (N, C) or "
-                         "(N, C, d1, ...), got a 0-d tensor")
-    classes = x.shape[1] if x.ndim >= 2 else x.shape[0]
+    classes = _num_classes("cross_entropy", x)
     w = _class_weight("cross_entropy", weight, classes, x)
     if t.dtype.kind == "f":
         if t.shape != x.shape:
@@ -74,16 +71,10 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
                              f"{t.shape} (class indices must be an integer tensor)")
         t = t.to(dtype=x.dtype)
         fn = CrossEntropyProbs(w, reduction, float(label_smoothing))
-        if x.ndim == 1:      # one unbatched sample: treat as a batch of one
-            out = fn(x.reshape(1, classes), t.reshape(1, classes))
-            return out.reshape(()) if reduction == "none" else out
-        return fn(x, t)
+        return _as_batch(fn, x, t, reduction)
     t = _class_target("cross_entropy", x, t, classes, ignore_index)
     fn = CrossEntropy(w, int(ignore_index), reduction, float(label_smoothing))
-    if x.ndim == 1:
-        out = fn(x.reshape(1, classes), t.reshape(1))
-        return out.reshape(()) if reduction == "none" else out
-    return fn(x, t)
+    return _as_batch(fn, x, t, reduction)
 
 
 def nll_loss(input, target, weight=None, *, ignore_index=-100, reduction="mean"):
@@ -99,17 +90,10 @@ def nll_loss(input, target, weight=None, *, ignore_index=-100, reduction="mean")
     x = _float_input("nll_loss", input)
     t = as_tensor(target)
     _check_reduction("nll_loss", reduction)
-    if x.ndim == 0:
-        raise ValueError("nll_loss: input must have a class dimension: (C,), (N, C) or "
-                         "(N, C, d1, ...), got a 0-d tensor")
-    classes = x.shape[1] if x.ndim >= 2 else x.shape[0]
+    classes = _num_classes("nll_loss", x)
     w = _class_weight("nll_loss", weight, classes, x)
     t = _class_target("nll_loss", x, t, classes, ignore_index)
-    fn = NLLLoss(w, int(ignore_index), reduction)
-    if x.ndim == 1:
-        out = fn(x.reshape(1, classes), t.reshape(1))
-        return out.reshape(()) if reduction == "none" else out
-    return fn(x, t)
+    return _as_batch(NLLLoss(w, int(ignore_index), reduction), x, t, reduction)
 
 
 class CrossEntropy(Function):
@@ -507,6 +491,23 @@ def _float_input(op, input):
 def _check_reduction(op, reduction):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+
+def _num_classes(op, x):
+    """C, from an input (N, C, d1, ...) or one unbatched sample (C,)."""
+    if x.ndim == 0:
+        raise ValueError(f"{op}: input must have a class dimension: (C,), (N, C) or "
+                         "(N, C, d1, ...), got a 0-d tensor")
+    return x.shape[1] if x.ndim >= 2 else x.shape[0]
+
+
+def _as_batch(fn, x, t, reduction):
+    """``fn(x, t)`` for a class loss; one unbatched sample (input (C,), target () or (C,))
+    runs as a batch of one, and its 'none' loss comes back 0-d."""
+    if x.ndim > 1:
+        return fn(x, t)
+    out = fn(x.reshape((1,) + tuple(x.shape)), t.reshape((1,) + tuple(t.shape)))
+    return out.reshape(()) if reduction == "none" else out
 
 
 def _class_weight(op, weight, classes, x):
