@@ -111,11 +111,10 @@ def test_empty_input_and_no_grad():
 
 # ======================================================================= gradients
 
-@SETTINGS
-@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4),
-       p=st.floats(0.05, 0.95), seed=st.integers(0, 2**16))
-def test_dropout_matches_torch_with_the_same_mask(torch, shape, p, seed):
-    mc_fn = _seeded(lambda x: F.dropout(x, p), seed)
+def _compare_with_torch_same_mask(torch, op, shape, p, seed):
+    """``op(x, p)`` against torch multiplying x by the mask minicnn draws with the same
+    seed (the two libraries' random streams differ), in float64 and float32."""
+    mc_fn = _seeded(lambda x: op(x, p), seed)
 
     def torch_fn(x):
         mask = mc_fn(mc.ones(*shape, dtype=str(x.dtype)[6:])).numpy()
@@ -123,6 +122,13 @@ def test_dropout_matches_torch_with_the_same_mask(torch, shape, p, seed):
     x = np.random.default_rng(seed).standard_normal(shape)
     compare_with_torch(mc_fn, torch_fn, [x])
     compare_with_torch(mc_fn, torch_fn, [x], dtype=np.float32)
+
+
+@SETTINGS
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+       p=st.floats(0.05, 0.95), seed=st.integers(0, 2**16))
+def test_dropout_matches_torch_with_the_same_mask(torch, shape, p, seed):
+    _compare_with_torch_same_mask(torch, F.dropout, shape, p, seed)
 
 
 @SETTINGS
@@ -130,14 +136,7 @@ def test_dropout_matches_torch_with_the_same_mask(torch, shape, p, seed):
                        st.integers(1, 3)),
        p=st.floats(0.05, 0.95), seed=st.integers(0, 2**16))
 def test_dropout2d_matches_torch_with_the_same_mask(torch, shape, p, seed):
-    mc_fn = _seeded(lambda x: F.dropout2d(x, p), seed)
-
-    def torch_fn(x):
-        mask = mc_fn(mc.ones(*shape, dtype=str(x.dtype)[6:])).numpy()
-        return x * torch.from_numpy(mask.copy())
-    x = np.random.default_rng(seed).standard_normal(shape)
-    compare_with_torch(mc_fn, torch_fn, [x])
-    compare_with_torch(mc_fn, torch_fn, [x], dtype=np.float32)
+    _compare_with_torch_same_mask(torch, F.dropout2d, shape, p, seed)
 
 
 def test_dropout_eval_and_p_one_match_torch(torch):
