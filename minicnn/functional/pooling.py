@@ -6,7 +6,9 @@ Notation: N batch, C channels, H×W input, KH×KW kernel, SH×SW stride, PH×PW 
 input and then returns (C, OH, OW), as torch does.
 
 The window arithmetic lives in ``kernels/pooling.py`` (a loop over kernel offsets, one
-strided slice of the whole batch per offset). The gradients:
+strided slice of the whole batch per offset); on the CPU, max pooling of float32/float64
+NumPy arrays runs the compiled twin in ``kernels/numba_pool.py`` (same results; chosen by
+``kernels/dispatch.py``, off with ``MINICNN_KERNELS=reference``). The gradients:
 
 * max pooling routes each output's gradient to the input position that won its window
   (positions that win several overlapping windows receive the sum);
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import numbers
 
+from kernels import dispatch
 from kernels import pooling as _kp
 
 from .. import backend
@@ -233,8 +236,8 @@ class MaxPool2d(_Pool):
         self.unbatched = x.ndim == 3
         x = self._batch(x)
         need_grad = self.needs_input_grad[0]
-        out, argmax = _kp.max_pool2d_forward(x, *self.window, self.out_size,
-                                             with_argmax=need_grad or self.return_indices)
+        out, argmax = _kernels_for(x).max_pool2d_forward(
+            x, *self.window, self.out_size, with_argmax=need_grad or self.return_indices)
         if need_grad:
             # the winning kernel offset per output, one byte each for kernels up to 16x16
             self.argmax, self.in_shape = argmax, x.shape
@@ -244,8 +247,9 @@ class MaxPool2d(_Pool):
         return self._strip(out), self._strip(indices)
 
     def backward(self, grad, grad_indices=None):
-        return self._strip(_kp.max_pool2d_backward(self._batch(grad), self.argmax,
-                                                   self.in_shape, *self.window))
+        grad = self._batch(grad)
+        return self._strip(_kernels_for(grad).max_pool2d_backward(
+            grad, self.argmax, self.in_shape, *self.window))
 
 
 class AvgPool2d(_Pool):
@@ -322,6 +326,12 @@ class MaxUnpool2d(_Pool):
 
     def backward(self, grad):
         return self._strip(_kp.max_unpool2d_backward(self._batch(grad), self.indices)), None
+
+
+def _kernels_for(array):
+    """The module with the max-pooling routines for ``array``: the compiled CPU twin when
+    kernels/dispatch.py allows it, else kernels/pooling.py."""
+    return dispatch.fast_module("pool") if dispatch.use_fast(array) else _kp
 
 
 # ---------------------------------------------------------------- validation

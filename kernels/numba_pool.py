@@ -1,0 +1,94 @@
+"""CPU fast path of max pooling: each window visited once, in compiled loops.
+
+``kernels/pooling.py`` is the reference and the description: same arguments, same
+results, same conventions (padding never wins, ties go to the first maximum in
+row-major window order, a NaN always wins and the last NaN is reported, a window of
+nothing but -inf reports its first tap inside the input). These loops compute the same
+for float32/float64 NumPy arrays (``kernels/dispatch.py`` decides).
+
+Why it is faster: the reference makes, per kernel offset, several whole-array passes
+(compare, record the winner, take the maximum) through strided views; here each output
+reads its KH·KW taps once and writes its maximum and winner once. The backward pass
+adds each output's gradient straight onto its winner's position. Both loops run over
+the (n, c) planes in parallel (a plane's windows only ever touch that plane).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+__all__ = ["max_pool2d_forward", "max_pool2d_backward"]
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _max_pool(x, out, argmax, KH, KW, SH, SW, PH, PW, DH, DW):
+    NC, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    for p in prange(NC):
+        for oh in range(OH):
+            top = oh * SH - PH
+            # the first kernel row inside the input: where a window of -inf points
+            kh0 = 0 if top >= 0 else (-top + DH - 1) // DH
+            for ow in range(OW):
+                left = ow * SW - PW
+                kw0 = 0 if left >= 0 else (-left + DW - 1) // DW
+                best = -np.inf
+                arg = kh0 * KW + kw0
+                for kh in range(kh0, KH):
+                    i = top + kh * DH
+                    if i >= H:
+                        break
+                    for kw in range(kw0, KW):
+                        j = left + kw * DW
+                        if j >= W:
+                            break
+                        v = x[p, i, j]
+                        # NOTE: `v != v` is NaN: it wins even over a NaN, so the last
+                        # NaN is reported, as in torch and the reference
+                        if v > best or v != v:
+                            best = v
+                            arg = kh * KW + kw
+                out[p, oh, ow] = best
+                argmax[p, oh, ow] = arg
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _max_pool_backward(grad, argmax, gx, KW, SH, SW, PH, PW, DH, DW):
+    NC, OH, OW = grad.shape
+    H, W = gx.shape[1], gx.shape[2]
+    for p in prange(NC):
+        for oh in range(OH):
+            for ow in range(OW):
+                k = argmax[p, oh, ow]
+                i = oh * SH - PH + (k // KW) * DH
+                j = ow * SW - PW + (k % KW) * DW
+                # a window that misses the input entirely (the op refuses those, this
+                # kernel drops them as the reference does) points outside it
+                if 0 <= i < H and 0 <= j < W:
+                    gx[p, i, j] += grad[p, oh, ow]
+
+
+def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size, with_argmax=True):
+    """:func:`kernels.pooling.max_pool2d_forward`: same arguments and results
+    ``(out, argmax or None)``."""
+    N, C, H, W = x.shape
+    OH, OW = out_size
+    out = np.empty((N, C, OH, OW), x.dtype)
+    # the same winner type as the reference: one byte for kernels up to 16x16 (computed
+    # even when not asked for: a quarter of the output's size, and one loop fewer)
+    argmax = np.empty((N, C, OH, OW), np.uint8 if kernel[0] * kernel[1] <= 256 else np.int32)
+    _max_pool(x.reshape(N * C, H, W), out.reshape(N * C, OH, OW),
+              argmax.reshape(N * C, OH, OW), *kernel, *stride, *padding, *dilation)
+    return out, (argmax if with_argmax else None)
+
+
+def max_pool2d_backward(grad, argmax, in_shape, kernel, stride, padding, dilation):
+    """:func:`kernels.pooling.max_pool2d_backward`: the (N, C, H, W) gradient."""
+    N, C, OH, OW = grad.shape
+    gx = np.zeros(in_shape, grad.dtype)
+    _max_pool_backward(np.ascontiguousarray(grad).reshape(N * C, OH, OW),
+                       np.ascontiguousarray(argmax).reshape(N * C, OH, OW),
+                       gx.reshape(N * C, *in_shape[2:]), kernel[1], *stride, *padding,
+                       *dilation)
+    return gx
