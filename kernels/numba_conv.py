@@ -159,7 +159,9 @@ def _scatter_output(y, out, bias, has_bias, n0, nimg, oh0, nrows):
             of[_u(d + q)] = y[_u(s + q)] + shift
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+# reassoc: lets LLVM split the running sum into vector lanes (a different but equally
+# valid summation order); NaN and inf keep their meaning, unlike with fastmath=True
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc"})
 def _gather_grad(g, gt, n0, nimg, oh0, nrows):
     """gt[o, a, t, :] = g[n0 + a, o, oh0 + t, :]: the upstream gradient of a tile in the
     tile's (O, positions) order (flat ``gt``). Returns the tile's per-channel sums (its
@@ -325,7 +327,7 @@ def conv2d_backward(g, x, w, x_shape, w_shape, stride, padding, dilation, groups
             gw_t += part
         if need_x:
             # the tile's column gradients, (G, Cg·KH·KW, O/G) @ (G, O/G, m), then added
-            # back onto the pixels they came from (the cols buffer is free again here)
+            # back onto the pixels they came from (the scratch buffer is free again)
             np.matmul(w_mat.transpose(0, 2, 1), gt, out=cols.reshape(G, K // G, m))
             _col2im_tile(cols, m, nrows * OW, gx, n0, nimg, oh0, nrows, OW, *geo)
     return (gx,

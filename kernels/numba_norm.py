@@ -35,7 +35,9 @@ def _u(i):
     return np.uintp(i)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+# reassoc: lets LLVM split the running sums into vector lanes (another valid summation
+# order); NaN and inf keep their meaning, unlike with fastmath=True
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc"})
 def _statistics(x, eps, mean, inv_std, var):
     """Per channel of x (N, C, L): mean, 1/sqrt(biased var + eps), biased var."""
     N, C, L = x.shape
@@ -73,7 +75,7 @@ def _affine(x, scale, shift, y):
             yf[_u(base + j)] = xf[_u(base + j)] * a + b
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc"})
 def _grad_sums(g, x, mean, sum_g, sum_gc):
     """Per channel: Σ g and Σ g·(x - μ)."""
     N, C, L = x.shape

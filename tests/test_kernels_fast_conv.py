@@ -11,6 +11,7 @@ from kernels import im2col as reference
 from minicnn import functional as F
 
 fast = pytest.importorskip("kernels.numba_conv")      # needs numba
+TILE = fast.TILE_ELEMENTS               # the default, read once: tests patch the module
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -48,7 +49,7 @@ def conv_case(draw):
     shape, KH, KW, SH, SW, PH, PW, DH, DW = draw(geometry())
     N, Cg, H, W = shape
     G, Og = draw(st.sampled_from([1, 1, 2, 3])), draw(st.integers(1, 4))
-    tile = draw(st.sampled_from([1, 7, 40, 300, fast.TILE_ELEMENTS]))
+    tile = draw(st.sampled_from([1, 7, 40, 300, TILE]))
     kw = dict(stride=(SH, SW), padding=(PH, PW), dilation=(DH, DW), groups=G)
     return (N, Cg * G, H, W), (Og * G, Cg, KH, KW), kw, tile
 
