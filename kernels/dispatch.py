@@ -20,9 +20,8 @@ The mode comes from the environment variable ``MINICNN_KERNELS`` (``auto`` or
     with dispatch.kernels("reference"):     # only inside the block
         ...
 
-Threads: the fast kernels run on numba's thread pool (``numba.set_num_threads``,
-``NUMBA_NUM_THREADS``); the matrix multiplies on NumPy's BLAS (``threadpoolctl``,
-``OPENBLAS_NUM_THREADS``).
+Threads: the compiled loops run on the calling thread; the matrix multiplies around
+them on NumPy's BLAS threads (``threadpoolctl``, ``OPENBLAS_NUM_THREADS``).
 """
 from __future__ import annotations
 

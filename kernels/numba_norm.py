@@ -17,13 +17,13 @@ direction, each through a temporary as large as the input (x - μ, its square, x
 more, with no temporaries. It also keeps the input rather than x̂ for backward, so no
 extra activation-sized array lives between the passes. Sums are accumulated in float64.
 
-Arrays come in as (N, C, L) C-contiguous views; the channel loop runs in parallel.
+Arrays come in as (N, C, L) C-contiguous views. The loops run on the calling thread
+(see kernels/numba_conv.py for why not numba's parallel=True).
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
 
 __all__ = ["batch_norm_train", "batch_norm_eval", "batch_norm_backward"]
 
@@ -37,13 +37,13 @@ def _u(i):
 
 # reassoc: lets LLVM split the running sums into vector lanes (another valid summation
 # order); NaN and inf keep their meaning, unlike with fastmath=True
-@numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc"})
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
 def _statistics(x, eps, mean, inv_std, var):
     """Per channel of x (N, C, L): mean, 1/sqrt(biased var + eps), biased var."""
     N, C, L = x.shape
     xf = x.reshape(-1)
     M = N * L
-    for c in prange(C):
+    for c in range(C):
         total = 0.0
         for n in range(N):
             base = (n * C + c) * L
@@ -62,25 +62,25 @@ def _statistics(x, eps, mean, inv_std, var):
         inv_std[c] = 1.0 / np.sqrt(sq / M + eps)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _affine(x, scale, shift, y):
     """y[n, c, :] = x[n, c, :]·scale[c] + shift[c] (scale, shift in float64)."""
     N, C, L = x.shape
     xf, yf = x.reshape(-1), y.reshape(-1)
-    for task in prange(N * C):
-        c = task % C
-        a, b = scale[c], shift[c]
-        base = task * L
-        for j in range(L):
-            yf[_u(base + j)] = xf[_u(base + j)] * a + b
+    for n in range(N):
+        for c in range(C):
+            a, b = scale[c], shift[c]
+            base = (n * C + c) * L
+            for j in range(L):
+                yf[_u(base + j)] = xf[_u(base + j)] * a + b
 
 
-@numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc"})
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
 def _grad_sums(g, x, mean, sum_g, sum_gc):
     """Per channel: Σ g and Σ g·(x - μ)."""
     N, C, L = x.shape
     gf, xf = g.reshape(-1), x.reshape(-1)
-    for c in prange(C):
+    for c in range(C):
         sg = 0.0
         sgc = 0.0
         mu = mean[c]
@@ -94,19 +94,19 @@ def _grad_sums(g, x, mean, sum_g, sum_gc):
         sum_gc[c] = sgc
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _input_grad(g, x, a, b, mean, k, gx):
     """gx = a·(g - b - (x - μ)·k) per channel: the training-mode dx with
     a = γr, b = Σdy/M, k = r²·Σ(dy·(x - μ))/M."""
     N, C, L = x.shape
     gf, xf, of = g.reshape(-1), x.reshape(-1), gx.reshape(-1)
-    for task in prange(N * C):
-        c = task % C
-        ac, bc, kc, mu = a[c], b[c], k[c], mean[c]
-        base = task * L
-        for j in range(L):
-            i = _u(base + j)
-            of[i] = ac * (gf[i] - bc - (xf[i] - mu) * kc)
+    for n in range(N):
+        for c in range(C):
+            ac, bc, kc, mu = a[c], b[c], k[c], mean[c]
+            base = (n * C + c) * L
+            for j in range(L):
+                i = _u(base + j)
+                of[i] = ac * (gf[i] - bc - (xf[i] - mu) * kc)
 
 
 def _as_ncl(a):

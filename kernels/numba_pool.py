@@ -9,23 +9,22 @@ for float32/float64 NumPy arrays (``kernels/dispatch.py`` decides).
 Why it is faster: the reference makes, per kernel offset, several whole-array passes
 (compare, record the winner, take the maximum) through strided views; here each output
 reads its KH·KW taps once and writes its maximum and winner once. The backward pass
-adds each output's gradient straight onto its winner's position. Both loops run over
-the (n, c) planes in parallel (a plane's windows only ever touch that plane).
+adds each output's gradient straight onto its winner's position. The loops run on the
+calling thread (see kernels/numba_conv.py for why not numba's parallel=True).
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward"]
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _max_pool(x, out, argmax, KH, KW, SH, SW, PH, PW, DH, DW):
     NC, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
-    for p in prange(NC):
+    for p in range(NC):
         for oh in range(OH):
             top = oh * SH - PH
             # the first kernel row inside the input: where a window of -inf points
@@ -53,11 +52,11 @@ def _max_pool(x, out, argmax, KH, KW, SH, SW, PH, PW, DH, DW):
                 argmax[p, oh, ow] = arg
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _max_pool_backward(grad, argmax, gx, KW, SH, SW, PH, PW, DH, DW):
     NC, OH, OW = grad.shape
     H, W = gx.shape[1], gx.shape[2]
-    for p in prange(NC):
+    for p in range(NC):
         for oh in range(OH):
             for ow in range(OW):
                 k = argmax[p, oh, ow]
