@@ -43,6 +43,8 @@ import threading
 import numba
 import numpy as np
 
+from kernels.im2col import conv_output_size
+
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
 
 # Column entries in one tile. Smaller tiles stay in cache, larger ones give BLAS wider
@@ -191,8 +193,7 @@ def _gather_grad(g, gt, n0, nimg, oh0, nrows):
 def im2col(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, out_size=None):
     """:func:`kernels.im2col.im2col`, same arguments and result (N, C, KH, KW, OH, OW)."""
     N, C, H, W = x.shape
-    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
-    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
+    OH, OW = conv_output_size(H, KH, SH, PH, DH), conv_output_size(W, KW, SW, PW, DW)
     if out_size is not None:
         if not (0 < out_size[0] <= OH and 0 < out_size[1] <= OW):
             raise ValueError(f"im2col: out_size {tuple(out_size)} must be positive and at "
@@ -263,8 +264,7 @@ def _geometry(x_shape, w_shape, stride, padding, dilation):
     N, C, H, W = x_shape
     O, Cg, KH, KW = w_shape
     (SH, SW), (PH, PW), (DH, DW) = stride, padding, dilation
-    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
-    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
+    OH, OW = conv_output_size(H, KH, SH, PH, DH), conv_output_size(W, KW, SW, PW, DW)
     return OH, OW, (KH, KW, SH, SW, PH, PW, DH, DW)
 
 

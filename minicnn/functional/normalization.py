@@ -17,6 +17,10 @@ gradient that flow through the mean and through the variance.)
 
 LRN has no statistics: each activation is divided by a power of the sum of squares over a
 window of neighbours (``kernels/lrn.py`` does the window sums).
+
+On the CPU, batch_norm of float32/float64 NumPy arrays runs the same formulas in compiled
+loops (``kernels/numba_norm.py``, chosen by ``kernels/dispatch.py``; off with
+``MINICNN_KERNELS=reference``).
 """
 from __future__ import annotations
 
