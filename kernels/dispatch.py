@@ -32,8 +32,8 @@ import os
 
 import numpy
 
-__all__ = ["MODES", "get_kernels", "set_kernels", "kernels", "use_fast", "fast_module",
-           "numba_available"]
+__all__ = ["MODES", "get_kernels", "set_kernels", "kernels", "use_fast", "on_host",
+           "fast_module", "numba_available"]
 
 MODES = ("auto", "reference")
 _FAST_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
@@ -101,6 +101,13 @@ def use_fast(*arrays):
         elif a.dtype != dtype:
             return False
     return dtype is not None
+
+
+def on_host(*arrays):
+    """True when every array given (``None`` entries skipped) is a plain NumPy array, of
+    any dtype: for arrays a fast path reads besides its float inputs (running
+    statistics, say)."""
+    return all(a is None or type(a) is numpy.ndarray for a in arrays)
 
 
 def fast_module(name):

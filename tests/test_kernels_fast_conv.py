@@ -161,6 +161,8 @@ def test_dispatch_takes_the_fast_path_only_for_numpy_floats():
     assert not dispatch.use_fast(np.zeros(3, np.int64))
     assert not dispatch.use_fast(a64.view(Subclass))
     assert not dispatch.use_fast(None)
+    assert dispatch.on_host(a32, None, np.zeros(2, np.int64))
+    assert not dispatch.on_host(a32, a64.view(Subclass))
     with dispatch.kernels("reference"):
         assert dispatch.get_kernels() == "reference" and not dispatch.use_fast(a32)
     assert dispatch.get_kernels() == "auto"

@@ -106,7 +106,8 @@ class BatchNorm(Function):
         self.training, self.momentum, self.eps = training, momentum, eps
 
     def forward(self, x, weight, bias):
-        self.fast = dispatch.use_fast(x, weight, bias)
+        self.fast = (dispatch.use_fast(x, weight, bias)
+                     and dispatch.on_host(self.running_mean, self.running_var))
         if self.fast:
             return self._forward_fast(x, weight, bias)
         xp = backend.get_array_module(x)
