@@ -43,8 +43,8 @@ def _max_pool(x, out, argmax, KH, KW, SH, SW, PH, PW, DH, DW):
                         if j >= W:
                             break
                         v = x[p, i, j]
-                        # NOTE: `v != v` is NaN: it wins even over a NaN, so the last
-                        # NaN is reported, as in torch and the reference
+                        # NOTE: `v != v` holds only for NaN: a NaN wins even over an
+                        # earlier NaN, so the last one is reported (torch, reference)
                         if v > best or v != v:
                             best = v
                             arg = kh * KW + kw
