@@ -22,7 +22,7 @@ from .workloads import SIZES, all_workloads, select
 
 # per size: warm-up runs, samples, min seconds per sample, seconds of samples per side
 # (slow workloads take fewer samples, at least 3), matmul n for the ceiling
-_TIMING_DEFAULTS = {"full": (1, 7, 0.05, 60.0, 2048), "quick": (0, 3, 0.0, 10.0, 512)}
+_TIMING_DEFAULTS = {"full": (1, 7, 0.05, 60.0, 2048, 0.2), "quick": (0, 3, 0.0, 10.0, 512, 0.0)}
 
 
 def build_parser(prog):
@@ -45,6 +45,9 @@ def build_parser(prog):
     p.add_argument("--memory", action="store_true",
                    help="also measure each workload's peak memory, each side in its own "
                         "process (slow: two processes per workload)")
+    p.add_argument("--pause", type=float, default=None,
+                   help="seconds to sleep before each timed sample so the other library's "
+                        "spinning idle threads are asleep (default 0.2, quick: 0)")
     p.add_argument("--threads", type=int,
                    help="threads for both sides (default: torch.get_num_threads())")
     p.add_argument("--warmup", type=int, help="untimed runs per side after the first call")
@@ -57,7 +60,7 @@ def build_parser(prog):
     return p
 
 
-def run_workload(workload, warmup, repeats, min_time, budget):
+def run_workload(workload, warmup, repeats, min_time, budget, pause=0.0):
     """Set both sides up, time them, and return the result row (see report.py)."""
     row = {"name": workload.name, "kind": workload.kind, "params": workload.params,
            "status": "ok", "note": "", "flops": None, "minicnn": None, "torch": None,
@@ -73,7 +76,8 @@ def run_workload(workload, warmup, repeats, min_time, budget):
             runs[side] = workload.setup(side)
         except Exception as exc:
             errors[side] = f"setup: {type(exc).__name__}: {exc}"
-    timings, run_errors = harness.measure(runs, warmup, repeats, min_time, budget)
+    timings, run_errors = harness.measure(runs, warmup, repeats, min_time, budget,
+                                          pause=pause)
     errors.update(run_errors)
     del runs
     gc.collect()
@@ -130,7 +134,7 @@ def run_suite(workloads, args, log):
         "versions": {"minicnn": getattr(minicnn, "__version__", "?"), "torch": torch.__version__,
                      "numpy": np.__version__},
         "threads": harness.thread_report(), "size": args.size, "warmup": warmup,
-        "repeats": repeats, "min_time_s": min_time, "budget_s": budget,
+        "repeats": repeats, "min_time_s": min_time, "budget_s": budget, "pause_s": args.pause,
         "matmul_n": matmul_n,
         "ceiling_gflops": ceiling, "memory_baseline_mb": None,
         "flops_note": "nominal: conv 2*N*K*C/groups*KH*KW*OH*OW per pass, fwd+bwd = 3x; "
@@ -138,7 +142,7 @@ def run_suite(workloads, args, log):
     }
     rows = []
     for i, w in enumerate(workloads, 1):
-        row = run_workload(w, warmup, repeats, min_time, budget)
+        row = run_workload(w, warmup, repeats, min_time, budget, args.pause)
         rows.append(row)
         mc, th = row["minicnn"], row["torch"]
         log(f"[{i}/{len(workloads)}] {w.name}: " + (
@@ -159,15 +163,15 @@ def cli_main(argv=None, prog="python -m benchmarks"):
     if not workloads:
         print(f"{prog}: no workload matches --only {args.only!r} (see --list)", file=sys.stderr)
         return 2
-    defaults = dict(zip(("warmup", "repeats", "min_time", "budget", "matmul_n"),
+    defaults = dict(zip(("warmup", "repeats", "min_time", "budget", "matmul_n", "pause"),
                         _TIMING_DEFAULTS[args.size]))
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     if (args.repeats < 1 or args.warmup < 0 or args.min_time < 0 or args.budget < 0
-            or (args.threads or 1) < 1):
-        print(f"{prog}: --repeats and --threads must be >= 1, --warmup, --min-time and "
-              f"--budget >= 0", file=sys.stderr)
+            or args.pause < 0 or (args.threads or 1) < 1):
+        print(f"{prog}: --repeats and --threads must be >= 1, --warmup, --min-time, "
+              f"--budget and --pause >= 0", file=sys.stderr)
         return 2
 
     def log(message):           # progress on stderr; the table alone goes to stdout

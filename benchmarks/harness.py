@@ -18,6 +18,13 @@ one forward + backward of an op, or one whole training step.
    side, but never fewer than 3 rounds;
 4. the median over the samples (robust to the odd slow sample).
 
+NOTE: before each sample the harness sleeps ``pause`` seconds. After a call, each
+library's idle worker threads (OpenMP's, OpenBLAS's) spin-wait for a while before they
+sleep; a sample started at once would share the two cores with the *other* library's
+spinning threads. Measured here: PyTorch's 3x3 convolution took 89 ms when timed right
+after a minicnn call and 48 ms after a pause, so without it the side timed second is
+penalised.
+
 A sample is ``number`` back-to-back calls divided by ``number``; ``number`` is chosen
 per side so that a sample lasts at least ``min_time`` seconds (as ``timeit`` does),
 which keeps ``time.perf_counter``'s resolution and the loop overhead negligible for
@@ -95,7 +102,8 @@ def _time_calls(run, number, clock):
     return clock() - start
 
 
-def measure(runs, warmup=1, repeats=7, min_time=0.05, budget=None, clock=time.perf_counter):
+def measure(runs, warmup=1, repeats=7, min_time=0.05, budget=None, clock=time.perf_counter,
+            pause=0.0):
     """Time each ``runs[side]()`` as the module docstring says.
 
     ``runs`` maps a side's name to its ``run`` function; the first round's order is the
@@ -122,6 +130,8 @@ def measure(runs, warmup=1, repeats=7, min_time=0.05, budget=None, clock=time.pe
     samples = {s: [] for s in sides}
     for round_ in range(repeats):
         for side in _round_order(sides, round_):
+            if pause:
+                time.sleep(pause)                          # let idle threads go to sleep
             samples[side].append(_time_calls(runs[side], number[side], clock) / number[side])
     timings = {s: Timing(statistics.median(samples[s]), samples[s], number[s]) for s in sides}
     return timings, errors

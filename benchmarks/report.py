@@ -54,7 +54,8 @@ def format_table(meta, rows, memory=False):
         f"of {meta['repeats']} samples"
         + (f" (fewer, at least 3, where that would exceed {meta['budget_s']:g} s)"
            if meta.get("budget_s") and meta["repeats"] > 3 else "")
-        + ", minicnn and torch alternating",
+        + ", minicnn and torch alternating"
+        + (f", {meta['pause_s']:g} s pause before each sample" if meta.get("pause_s") else ""),
         f"threads: torch {t['torch']} | numpy BLAS {t['numpy_blas']}"
         + (f" | numba {t['numba']}" if t.get("numba") is not None else ""),
         f"ceiling, float32 matmul {meta['matmul_n']}^3: numpy {ceiling['numpy']:.1f} "

@@ -193,3 +193,13 @@ def test_memory_child_measures_growth_over_an_import_only_baseline(torch):
     peak, err = memory.peak_mb(TINY_CONV, "torch", "quick", threads=1)
     assert err is None and peak > base + 1
     del ballast
+
+
+def test_measure_pauses_before_every_sample(monkeypatch):
+    from benchmarks import harness
+    slept = []
+    monkeypatch.setattr(harness.time, "sleep", lambda s: slept.append(s))
+    timings, errors = harness.measure({"minicnn": lambda: None, "torch": lambda: None},
+                                      warmup=0, repeats=3, min_time=0.0, pause=0.25)
+    assert not errors and len(timings["minicnn"].samples) == 3
+    assert slept == [0.25] * 6              # 3 rounds x 2 sides
