@@ -236,17 +236,15 @@ def _to_array(data, dtype=None, device=None):
         dtype = np.dtype(dtype)
     target = backend.Device(device) if device is not None else None
     if backend._is_cupy_array(data):
-        xp = backend.get_array_module(data)
         array = data if dtype is None else data.astype(dtype, copy=False)
         return array if target is None else backend.to_device(array, target)
     array = np.asarray(data)
-    if dtype is None and array.dtype.kind == "f" and not isinstance(data, np.ndarray):
-        # Python floats and lists of them become the default float dtype, as in torch.
-        array = array.astype(backend.get_default_dtype())
-    elif dtype is None and array.dtype == np.float16 and not isinstance(data, np.ndarray):
-        pass
-    elif dtype is not None:
+    if dtype is not None:
         array = array.astype(dtype, copy=False)
+    elif array.dtype.kind == "f" and not isinstance(data, (np.ndarray, np.generic)):
+        # Python floats and lists of them become the default float dtype, as in torch;
+        # NumPy arrays and scalars keep theirs.
+        array = array.astype(backend.get_default_dtype())
     if array.dtype.kind in "OUSV":
         raise TypeError(f"tensor: cannot make a tensor from data of dtype {array.dtype} "
                         f"({type(data).__name__})")
