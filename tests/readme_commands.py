@@ -1,7 +1,7 @@
 """The two commands the README opens with, read from README.md itself.
 
-``python3 tests/readme_commands.py test`` prints the test command; ``.ci/run`` runs what
-this prints, so CI runs exactly what the README tells a reader to run.
+``python3 tests/readme_commands.py test`` prints the test command. ``.ci/run`` holds the
+same command word for word; tests/test_readme_and_ci.py checks that the two agree.
 """
 import pathlib
 import re
