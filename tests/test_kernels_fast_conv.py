@@ -10,7 +10,7 @@ from kernels import dispatch
 from kernels import im2col as reference
 from minicnn import functional as F
 
-fast = pytest.importorskip("kernels.numba_conv")      # needs numba
+from kernels import numba_conv as fast          # numba is a runtime dependency
 TILE = fast.TILE_ELEMENTS               # the default, read once: tests patch the module
 
 SETTINGS = settings(max_examples=40, deadline=None,

@@ -8,7 +8,7 @@ import minicnn as mc
 from kernels import dispatch
 from minicnn import functional as F
 
-pytest.importorskip("kernels.numba_norm")          # needs numba
+import kernels.numba_norm  # noqa: F401  numba is a runtime dependency
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

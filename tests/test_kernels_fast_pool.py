@@ -10,7 +10,7 @@ from kernels import dispatch
 from kernels import pooling as reference
 from minicnn import functional as F
 
-fast = pytest.importorskip("kernels.numba_pool")      # needs numba
+from kernels import numba_pool as fast          # numba is a runtime dependency
 
 SETTINGS = settings(max_examples=50, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

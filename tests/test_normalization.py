@@ -16,7 +16,10 @@ from minicnn.utils.torch_compare import compare_with_torch
 # the `torch` fixture is only the module: nothing in it needs resetting between examples
 SETTINGS = settings(max_examples=50, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
-FLOAT32 = dict(dtype=np.float32, rtol=1e-3, atol=1e-4)
+# float32: the default rtol; atol 1e-4 because the input gradient of a normalisation is a
+# difference of order-1 terms that cancel (dx sums to zero over each normalised group):
+# where the exact value is 0, torch's float32 gives up to 6.1e-5 of rounding (minicnn: 0).
+FLOAT32 = dict(dtype=np.float32, rtol=1e-4, atol=1e-4)
 
 
 def _both(mc_fn, torch_fn, inputs, requires_grad=None, f32=FLOAT32):
