@@ -135,3 +135,15 @@ def test_tensor_is_hashable_and_iterable():
     t = mc.tensor([1.0, 2.0])
     assert {t: 1}[t] == 1
     assert [v.item() for v in t] == [1.0, 2.0]
+
+
+def test_bad_broadcast_and_index_name_the_op():
+    with pytest.raises(ValueError, match=r"add: shapes \(2, 3\), \(4,\) cannot be broadcast"):
+        mc.ones(2, 3) + mc.ones(4)
+    with pytest.raises(ValueError, match="mul: shapes"):
+        mc.ones(2, 3) * mc.ones(3, 2)
+    with pytest.raises(ValueError, match=r"where: shapes \(5,\), \(3,\), \(3,\)"):
+        mc.where(mc.ones(5) > 0, mc.ones(3), mc.ones(3))
+    with pytest.raises(IndexError, match=r"getitem: index 5 does not fit a tensor of shape \(2,\)"):
+        mc.ones(2)[5]
+    assert (mc.ones(2, 1) + mc.ones(3)).shape == (2, 3)      # legal broadcasting still works

@@ -34,7 +34,23 @@ def _operands(op, a, b):
     if a.device != b.device:
         raise RuntimeError(f"{op}: expected both operands on the same device, got "
                            f"{a.device} and {b.device}")
+    broadcast_shape(op, a.shape, b.shape)
     return a, b
+
+
+def broadcast_shape(op, *shapes):
+    """The shape NumPy's broadcasting gives ``shapes``, or a ValueError naming ``op``:
+    aligned from the right, each dimension must match or be 1."""
+    ndim = max(len(s) for s in shapes)
+    out = []
+    for i in range(1, ndim + 1):
+        sizes = {s[-i] for s in shapes if len(s) >= i} - {1}
+        if len(sizes) > 1:
+            raise ValueError(f"{op}: shapes {', '.join(str(tuple(s)) for s in shapes)} cannot "
+                             f"be broadcast together (dimension -{i} has sizes "
+                             f"{sorted(sizes)})")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(reversed(out))
 
 
 def add(a, b):
@@ -126,6 +142,7 @@ def where(condition, a, b):
     cond = as_tensor(condition).array
     if cond.dtype != np.bool_:
         cond = cond.astype(np.bool_)
+    broadcast_shape("where", cond.shape, a.shape, b.shape)
     return Where(cond)(a, b)
 
 

@@ -144,7 +144,11 @@ def getitem(x, index):
     indices add up.
     """
     x = as_tensor(x)
-    return GetItem(_index_for(x, index))(x)
+    try:
+        return GetItem(_index_for(x, index))(x)
+    except IndexError as exc:
+        raise IndexError(f"getitem: index {index!r} does not fit a tensor of shape "
+                         f"{tuple(x.shape)} ({exc})") from None
 
 
 def index_put(x, index, value):
