@@ -37,7 +37,8 @@ import sys
 
 import numpy
 
-__all__ = ["conv_output_size", "conv_transpose_output_size", "im2col", "col2im"]
+__all__ = ["conv_output_size", "conv_transpose_output_size", "im2col_output_size",
+           "check_col2im_shapes", "im2col", "col2im"]
 
 
 def _array_module(a):
@@ -72,6 +73,37 @@ def conv_transpose_output_size(size, kernel, stride=1, padding=0, dilation=1,
     return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
+def im2col_output_size(x_shape, KH, KW, SH, SW, PH, PW, DH, DW, out_size=None):
+    """(OH, OW) of im2col on an (N, C, H, W) input: the window positions that fit, or
+    ``out_size`` (fewer, as conv_transpose2d's backward needs); a ValueError when the
+    kernel does not fit the padded input."""
+    H, W = x_shape[2], x_shape[3]
+    OH = conv_output_size(H, KH, SH, PH, DH)
+    OW = conv_output_size(W, KW, SW, PW, DW)
+    if out_size is not None:
+        if not (0 < out_size[0] <= OH and 0 < out_size[1] <= OW):
+            raise ValueError(f"im2col: out_size {tuple(out_size)} must be positive and at "
+                             f"most the {(OH, OW)} window positions that fit")
+        OH, OW = out_size
+    if OH <= 0 or OW <= 0:
+        raise ValueError(f"im2col: a dilated {KH}x{KW} kernel (dilation {DH}x{DW}) does not "
+                         f"fit the padded {H + 2 * PH}x{W + 2 * PW} input: output size "
+                         f"would be {OH}x{OW}")
+    return OH, OW
+
+
+def check_col2im_shapes(cols_shape, x_shape, SH, SW, PH, PW, DH, DW):
+    """A ValueError unless cols (N, C, KH, KW, OH, OW) can be folded back onto x_shape."""
+    N, C, KH, KW, OH, OW = cols_shape
+    if len(x_shape) != 4 or tuple(x_shape[:2]) != (N, C):
+        raise ValueError(f"col2im: x_shape {tuple(x_shape)} does not match cols of shape "
+                         f"{tuple(cols_shape)} (expected ({N}, {C}, H, W))")
+    Hp, Wp = x_shape[2] + 2 * PH, x_shape[3] + 2 * PW
+    if (KH - 1) * DH + (OH - 1) * SH >= Hp or (KW - 1) * DW + (OW - 1) * SW >= Wp:
+        raise ValueError(f"col2im: {OH}x{OW} positions of a {KH}x{KW} kernel (stride "
+                         f"{SH}x{SW}, dilation {DH}x{DW}) do not fit a padded {Hp}x{Wp} image")
+
+
 def im2col(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, out_size=None):
     """Copy every (KH, KW) window of the padded ``x`` into a column.
 
@@ -86,17 +118,7 @@ def im2col(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, out_size=None):
     """
     xp = _array_module(x)
     N, C, H, W = x.shape
-    OH = conv_output_size(H, KH, SH, PH, DH)
-    OW = conv_output_size(W, KW, SW, PW, DW)
-    if out_size is not None:
-        if not (0 < out_size[0] <= OH and 0 < out_size[1] <= OW):
-            raise ValueError(f"im2col: out_size {tuple(out_size)} must be positive and at "
-                             f"most the {(OH, OW)} window positions that fit")
-        OH, OW = out_size
-    if OH <= 0 or OW <= 0:
-        raise ValueError(f"im2col: a dilated {KH}x{KW} kernel (dilation {DH}x{DW}) does not "
-                         f"fit the padded {H + 2 * PH}x{W + 2 * PW} input: output size "
-                         f"would be {OH}x{OW}")
+    OH, OW = im2col_output_size(x.shape, KH, KW, SH, SW, PH, PW, DH, DW, out_size)
     if PH or PW:
         x_pad = xp.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=x.dtype)
         x_pad[:, :, PH:PH + H, PW:PW + W] = x
@@ -130,14 +152,9 @@ def col2im(cols, x_shape, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1):
     """
     xp = _array_module(cols)
     N, C, KH, KW, OH, OW = cols.shape
-    if tuple(x_shape[:2]) != (N, C) or len(x_shape) != 4:
-        raise ValueError(f"col2im: x_shape {tuple(x_shape)} does not match cols of shape "
-                         f"{cols.shape} (expected ({N}, {C}, H, W))")
+    check_col2im_shapes(cols.shape, x_shape, SH, SW, PH, PW, DH, DW)
     H, W = x_shape[2:]
     Hp, Wp = H + 2 * PH, W + 2 * PW
-    if (KH - 1) * DH + (OH - 1) * SH >= Hp or (KW - 1) * DW + (OW - 1) * SW >= Wp:
-        raise ValueError(f"col2im: {OH}x{OW} positions of a {KH}x{KW} kernel (stride "
-                         f"{SH}x{SW}, dilation {DH}x{DW}) do not fit a padded {Hp}x{Wp} image")
     x_pad = xp.zeros((N, C, Hp, Wp), dtype=cols.dtype)
     for kh in range(KH):
         top = kh * DH

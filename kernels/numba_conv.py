@@ -43,7 +43,7 @@ import threading
 import numba
 import numpy as np
 
-from kernels.im2col import conv_output_size
+from kernels.im2col import check_col2im_shapes, conv_output_size, im2col_output_size
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
 
@@ -192,17 +192,8 @@ def _gather_grad(g, gt, n0, nimg, oh0, nrows):
 
 def im2col(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, out_size=None):
     """:func:`kernels.im2col.im2col`, same arguments and result (N, C, KH, KW, OH, OW)."""
-    N, C, H, W = x.shape
-    OH, OW = conv_output_size(H, KH, SH, PH, DH), conv_output_size(W, KW, SW, PW, DW)
-    if out_size is not None:
-        if not (0 < out_size[0] <= OH and 0 < out_size[1] <= OW):
-            raise ValueError(f"im2col: out_size {tuple(out_size)} must be positive and at "
-                             f"most the {(OH, OW)} window positions that fit")
-        OH, OW = out_size
-    if OH <= 0 or OW <= 0:
-        raise ValueError(f"im2col: a dilated {KH}x{KW} kernel (dilation {DH}x{DW}) does not "
-                         f"fit the padded {H + 2 * PH}x{W + 2 * PW} input: output size "
-                         f"would be {OH}x{OW}")
+    N, C = x.shape[:2]
+    OH, OW = im2col_output_size(x.shape, KH, KW, SH, SW, PH, PW, DH, DW, out_size)
     K = C * KH * KW
     cols = np.empty((N, C, KH, KW, OH, OW), dtype=x.dtype)
     # the reference layout: row (c, kh, kw) of image a starts at a·K·OH·OW + row·OH·OW
@@ -214,14 +205,7 @@ def im2col(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, out_size=None):
 def col2im(cols, x_shape, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1):
     """:func:`kernels.im2col.col2im`, same arguments and result (a fresh (N, C, H, W))."""
     N, C, KH, KW, OH, OW = cols.shape
-    if tuple(x_shape[:2]) != (N, C) or len(x_shape) != 4:
-        raise ValueError(f"col2im: x_shape {tuple(x_shape)} does not match cols of shape "
-                         f"{cols.shape} (expected ({N}, {C}, H, W))")
-    H, W = x_shape[2:]
-    Hp, Wp = H + 2 * PH, W + 2 * PW
-    if (KH - 1) * DH + (OH - 1) * SH >= Hp or (KW - 1) * DW + (OW - 1) * SW >= Wp:
-        raise ValueError(f"col2im: {OH}x{OW} positions of a {KH}x{KW} kernel (stride "
-                         f"{SH}x{SW}, dilation {DH}x{DW}) do not fit a padded {Hp}x{Wp} image")
+    check_col2im_shapes(cols.shape, x_shape, SH, SW, PH, PW, DH, DW)
     gx = np.zeros(tuple(x_shape), dtype=cols.dtype)
     K = C * KH * KW
     _col2im_tile(np.ascontiguousarray(cols).reshape(-1), OH * OW, K * OH * OW, gx,

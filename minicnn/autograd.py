@@ -15,7 +15,6 @@ old value untouched: the graph stays correct.
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 
 import numpy as np

@@ -38,7 +38,7 @@ def _load_cupy():
     if _cupy is not None or _cupy_error is not None:
         return _cupy
     try:
-        import cupy as cp  # noqa: the one place minicnn imports cupy
+        import cupy as cp  # noqa: F401  the one place minicnn imports cupy
     except Exception as exc:  # ImportError, or a broken CUDA install raising anything
         _cupy_error = (f"CuPy is not installed or failed to import ({exc.__class__.__name__}: "
                        f"{exc}); install it with `pip install minicnn[gpu]` "
@@ -224,7 +224,7 @@ def scatter_add(target, index, values):
     CuPy spells this ``cupyx.scatter_add``; this is the one place that knows.
     """
     if _is_cupy_array(target):
-        import cupyx  # noqa: cupy's companion module, only reachable with cupy installed
+        import cupyx  # cupy's companion module, only reachable with cupy installed
         cupyx.scatter_add(target, index, values)
     else:
         np.add.at(target, index, values)
@@ -242,7 +242,7 @@ def erf(array):
     if not _is_cupy_array(array):
         return special.erf_cpu(array)
     try:
-        import cupyx.scipy.special  # noqa: cupy's companion module, only with cupy installed
+        import cupyx.scipy.special  # cupy's companion module, only with cupy installed
     except ImportError:
         return special.erf_reference(get_array_module(array), array)
     return cupyx.scipy.special.erf(array)

@@ -2,7 +2,6 @@
 reference kernels/pooling.py, over drawn windows and inputs full of ties, -inf and NaN,
 in float32 and float64."""
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import minicnn as mc

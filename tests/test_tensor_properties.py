@@ -5,7 +5,6 @@ Each property draws shapes/axes/indices, runs the same expression in both librar
 float64 with tight tolerances.
 """
 import numpy as np
-import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 from hypothesis.extra import numpy as hnp
 

@@ -31,7 +31,7 @@ def image_size(img):
 
 
 def _pil():
-    from PIL import Image   # noqa: Pillow is optional ("train" extra); only PIL inputs need it
+    from PIL import Image   # Pillow is optional ("train" extra); only PIL inputs need it
     return Image
 
 

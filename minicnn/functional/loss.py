@@ -178,7 +178,7 @@ class CrossEntropyProbs(Function):
 
     def backward(self, g, *_):
         xp = backend.get_array_module(g)
-        n, c = self.shape[0], self.shape[1]
+        n = self.shape[0]
         scale = _per_element(xp, g, self.reduction, self.count)
         scale = xp.broadcast_to(scale.reshape(-1), (self.count,)).reshape(n, 1, -1)  # (N, 1, S)
         gx = gq = None

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import math
 import sys
 
 import numpy as np
