@@ -25,6 +25,7 @@ import math
 
 from .. import backend
 from ..autograd import Function, Tensor, as_tensor, is_grad_enabled
+from .activation import _float_input
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss",
            "huber_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
@@ -480,13 +481,6 @@ class BCEWithLogits(Function):
 
 
 # ------------------------------------------------------------------------- helpers
-
-def _float_input(op, input):
-    x = as_tensor(input)
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: input must be floating point, got dtype {x.dtype}")
-    return x
-
 
 def _check_reduction(op, reduction):
     if reduction not in _REDUCTIONS:
