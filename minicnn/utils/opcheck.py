@@ -1,4 +1,4 @@
-"""The op-check registry behind ``minicnn gradcheck`` and ``tests/test_opcases.py``.
+"""The op-check registry behind ``minicnn gradcheck`` and ``tests/ops/test_opcases.py``.
 
 Each op family registers a few *cases* in ``minicnn/utils/opcases/<family>.py``: a
 configuration label, a function that makes the inputs (NumPy arrays, from a seeded

@@ -1,6 +1,6 @@
 """Cases for the activations beyond the core ones: leaky_relu, elu, gelu, relu6, hardtanh,
 softplus, silu. Inputs keep clear of each kink (finite differences straddling one would
-disagree with any one-sided derivative); tests/test_activation.py checks the kinks."""
+disagree with any one-sided derivative); tests/ops/test_activation.py checks the kinks."""
 import numpy as np
 
 from minicnn import functional as F

@@ -13,7 +13,7 @@ import minicnn.optim
 from minicnn import nn, train
 from minicnn.data import DataLoader, datasets, transforms as T
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICK = ["--dataset", "synthetic", "--subset", "48", "--batch-size", "16", "--quiet"]
 
 

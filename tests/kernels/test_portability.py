@@ -10,7 +10,7 @@ import pathlib
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 ALLOWED = {
     # dtypes and scalar types
     "dtype", "result_type", "promote_types", "can_cast", "finfo", "iinfo",

@@ -173,7 +173,7 @@ def test_convolutionize_refuses_what_it_cannot_convert():
 def test_transfer_learning_example_runs_small():
     import importlib.util
     import pathlib
-    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "transfer_learning.py"
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "transfer_learning.py"
     spec = importlib.util.spec_from_file_location("transfer_learning_example", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)

@@ -180,7 +180,7 @@ def test_float32_stays_float32(rng, op, wshape):
 
 def test_forward_saves_only_what_backward_needs(rng):
     # what the reference path saves (the CPU fast path keeps the input instead of its
-    # columns: tests/test_kernels_fast_conv.py checks that one)
+    # columns: tests/kernels/test_fast_conv.py checks that one)
     with dispatch.kernels("reference"):
         x = mc.tensor(rng.standard_normal((1, 2, 5, 5)))
         w = mc.tensor(rng.standard_normal((3, 2, 3, 3)))
