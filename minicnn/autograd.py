@@ -11,6 +11,10 @@ a node from several uses (fan-out) before the node runs.
 Edges point at *nodes*, not at Tensor objects, so an in-place update that makes a Tensor
 the output of a new node (``out += shortcut``, ``x[0] = 1``) leaves earlier uses of its
 old value untouched: the graph stays correct.
+
+Only the engine lives here. The methods that run ops (``x + y``, ``x.sum()``, ``x.to()``,
+``x[0] = 1``, ``x += y``) are written in ``_tensor_api.py`` and attached to ``Tensor`` when
+minicnn is imported, so this file imports no op family.
 """
 from __future__ import annotations
 
@@ -256,7 +260,8 @@ class Tensor:
     """An n-dimensional array that can record the operations applied to it.
 
     ``requires_grad`` marks a tensor whose gradient is wanted; after ``loss.backward()``
-    it is in ``.grad`` (a Tensor of the same shape). Operators and methods follow PyTorch.
+    it is in ``.grad`` (a Tensor of the same shape). Operators and methods follow PyTorch;
+    those that run an op are defined in ``minicnn/_tensor_api.py``.
     """
 
     # Make NumPy defer to Tensor in ``ndarray * tensor`` instead of looping over elements.
@@ -315,10 +320,6 @@ class Tensor:
             raise ValueError(f"Tensor.data: expected shape {self.shape}, got {value.shape}")
         self.array = value.astype(self.dtype, copy=False)
 
-    @property
-    def T(self):
-        return self.permute(*reversed(range(self.ndim)))
-
     def dim(self):
         return self.array.ndim
 
@@ -335,10 +336,6 @@ class Tensor:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return self.array.shape[0]
-
-    def __iter__(self):
-        for i in range(len(self)):
-            yield self[i]
 
     def item(self):
         if self.array.size != 1:
@@ -493,144 +490,6 @@ class Tensor:
             self._accumulate_grad(g)
         return g
 
-    def zero_(self):
-        self.array[...] = 0
-        return self
-
-    def fill_(self, value):
-        self.array[...] = value
-        return self
-
-    # ------------------------------------------------------------ conversions
-    def to(self, *args, dtype=None, device=None, copy=False):
-        """``t.to("cuda")``, ``t.to(minicnn.float64)``, ``t.to(other_tensor)``."""
-        for a in args:
-            if isinstance(a, Tensor):
-                dtype, device = a.dtype, a.device
-            elif isinstance(a, (str, backend.Device)):
-                device = a
-            else:
-                dtype = a
-        out = self
-        if device is not None and backend.Device(device) != self.device:
-            out = _ToDevice(backend.Device(device))(out)
-        if dtype is not None and np.dtype(dtype) != out.dtype:
-            out = _Cast(np.dtype(dtype))(out)
-        if copy and out is self:
-            out = self.clone()
-        return out
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def cuda(self, index=0):
-        return self.to(f"cuda:{index}")
-
-    def type(self, dtype=None):
-        if dtype is None:
-            return str(self.dtype)
-        return self.to(dtype=dtype)
-
-    def float(self):
-        return self.to(dtype=np.float32)
-
-    def double(self):
-        return self.to(dtype=np.float64)
-
-    def half(self):
-        return self.to(dtype=np.float16)
-
-    def long(self):
-        return self.to(dtype=np.int64)
-
-    def int(self):
-        return self.to(dtype=np.int32)
-
-    def bool(self):
-        return self.to(dtype=np.bool_)
-
-    def type_as(self, other):
-        return self.to(dtype=other.dtype, device=other.device)
-
-    def clone(self):
-        from .functional.elementwise import clone
-        return clone(self)
-
-    def copy_(self, src):
-        """Copy ``src`` into this tensor in place (shape-broadcast, dtype-cast)."""
-        src = as_tensor(src)
-        if self.requires_grad and self.is_leaf and is_grad_enabled():
-            raise RuntimeError("copy_: a leaf tensor that requires grad is being used in an "
-                               "in-place operation (wrap it in minicnn.no_grad())")
-        xp = backend.get_array_module(self.array)
-        self.array[...] = xp.asarray(backend.to_device(src.array, self.device))
-        return self
-
-    def contiguous(self):
-        return self
-
-    # ------------------------------------------------------------ in-place update
-    def _become(self, result):
-        """Make this tensor hold ``result``: how in-place ops work on graph tensors.
-
-        Without a graph the array is updated in place, so aliases see the change (as in
-        torch). With one, this tensor becomes the output of ``result``'s node; uses of its
-        old value already recorded keep pointing at the old node, so gradients stay right.
-        """
-        if result.requires_grad:
-            if self.requires_grad and self.is_leaf:
-                raise RuntimeError("a leaf tensor that requires grad is being used in an "
-                                   "in-place operation (wrap it in minicnn.no_grad())")
-            self.array, self.grad_fn = result.array, result.grad_fn
-            self.output_index, self.requires_grad = result.output_index, True
-        else:
-            if result.shape != self.shape:
-                raise RuntimeError(f"in-place operation: result of shape {result.shape} "
-                                   f"cannot be stored in a tensor of shape {self.shape}")
-            self.array[...] = result.array.astype(self.dtype, copy=False)
-        return self
-
-    def __iadd__(self, other):
-        return self._become(self + other)
-
-    def __isub__(self, other):
-        return self._become(self - other)
-
-    def __imul__(self, other):
-        return self._become(self * other)
-
-    def __itruediv__(self, other):
-        return self._become(self / other)
-
-    def add_(self, other, alpha=1):
-        return self._become(self + (other * alpha if alpha != 1 else other))
-
-    def sub_(self, other, alpha=1):
-        return self._become(self - (other * alpha if alpha != 1 else other))
-
-    def mul_(self, other):
-        return self._become(self * other)
-
-    def div_(self, other):
-        return self._become(self / other)
-
-    def clamp_(self, min=None, max=None):
-        return self._become(self.clamp(min, max))
-
-    def relu_(self):
-        return self._become(self.relu())
-
-    def __setitem__(self, index, value):
-        from .functional.shape import index_put, _index_for
-        index = _index_for(self, index)
-        value = as_tensor(value, like=self)
-        if (self.requires_grad or value.requires_grad) and is_grad_enabled():
-            self._become(index_put(self, index, value))
-        else:
-            xp = backend.get_array_module(self.array)
-            self.array[index] = xp.asarray(value.array).astype(self.dtype, copy=False)
-
-
 class _HookHandle:
     def __init__(self, hooks, hook):
         self.hooks, self.hook = hooks, hook
@@ -647,30 +506,6 @@ def _check_dim(op, dim, ndim):
         raise IndexError(f"{op}: dim {dim} is out of range for a tensor with {ndim} "
                          f"dimension(s)")
     return dim % max(ndim, 1)
-
-
-class _Cast(Function):
-    def __init__(self, dtype):
-        self.dtype = dtype
-
-    def forward(self, x):
-        self.src_dtype = x.dtype
-        return x.astype(self.dtype)
-
-    def backward(self, g):
-        return g.astype(self.src_dtype)
-
-
-class _ToDevice(Function):
-    def __init__(self, dev):
-        self.dev = dev
-
-    def forward(self, x):
-        self.src = backend.device_of(x)
-        return backend.to_device(x, self.dev)
-
-    def backward(self, g):
-        return backend.to_device(g, self.src)
 
 
 # ------------------------------------------------------------------- constructors

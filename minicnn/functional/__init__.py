@@ -13,3 +13,4 @@ from .normalization import *    # noqa: F401,F403
 from .dropout import *          # noqa: F401,F403
 from .loss import *             # noqa: F401,F403
 from .vision import *           # noqa: F401,F403
+from .conversion import *       # noqa: F401,F403

@@ -256,3 +256,26 @@ def test_hooks_see_and_can_replace_gradients():
     handle.remove()
     with pytest.raises(RuntimeError, match="doesn't require gradient"):
         mc.ones(2).register_hook(lambda g: g)
+
+
+def test_the_engine_imports_no_op_family():
+    """autograd.py is the engine alone: it imports backend and the standard library, never
+    an op of functional/ (the methods that run ops are attached by _tensor_api.py)."""
+    import ast
+    import pathlib
+
+    import minicnn.autograd as engine
+    tree = ast.parse(pathlib.Path(engine.__file__).read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            imported.add("." * node.level + (node.module or ""))
+            imported.update(f"{node.module}.{a.name}" for a in node.names if node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    assert not [m for m in imported if "functional" in m or m.startswith("..")], imported
+    # and every op method a reader meets is still on Tensor, defined in _tensor_api.py
+    for name in ("clone", "to", "float", "__setitem__", "__iadd__", "add_", "T", "copy_"):
+        member = vars(Tensor)[name]
+        code = member.fget if isinstance(member, property) else member
+        assert code.__module__ == "minicnn._tensor_api", name

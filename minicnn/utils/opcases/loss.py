@@ -2,8 +2,8 @@
 them), so they live inside the case's functions rather than among its inputs."""
 import numpy as np
 
-import minicnn as mc
-from minicnn import functional as F
+from ... import functional as F
+from ...autograd import tensor
 from ..opcheck import register
 
 _W5 = np.array([0.5, 1.0, 2.0, 0.25, 1.5])
@@ -37,17 +37,17 @@ register("cross_entropy", "(4,5) mean", _classes((4, 5), 5), F.cross_entropy,
          lambda x, t: _tf().cross_entropy(x, t))
 register("cross_entropy", "(3,4,2,3) weight ignore_index label_smoothing=0.1",
          _classes((3, 4, 2, 3), 4, ignore=(1, 7)),
-         lambda x, t: F.cross_entropy(x, t, mc.tensor(_W4), label_smoothing=0.1),
+         lambda x, t: F.cross_entropy(x, t, tensor(_W4), label_smoothing=0.1),
          lambda x, t: _tf().cross_entropy(x, t, _tw(_W4, x), label_smoothing=0.1))
 register("cross_entropy", "(5,5) reduction='none' weight",
          _classes((5, 5), 5, ignore=(2,)),
-         lambda x, t: F.cross_entropy(x, t, mc.tensor(_W5), reduction="none"),
+         lambda x, t: F.cross_entropy(x, t, tensor(_W5), reduction="none"),
          lambda x, t: _tf().cross_entropy(x, t, _tw(_W5, x), reduction="none"))
 register("cross_entropy", "probability target, weight, label_smoothing=0.2",
          lambda r: [2 * r.standard_normal((3, 5, 2)),
                     # NOTE: contiguous, or gradcheck's flat view of it would be a copy
                     np.ascontiguousarray(r.dirichlet(np.ones(5), (3, 2)).transpose(0, 2, 1))],
-         lambda x, q: F.cross_entropy(x, q, mc.tensor(_W5), label_smoothing=0.2),
+         lambda x, q: F.cross_entropy(x, q, tensor(_W5), label_smoothing=0.2),
          lambda x, q: _tf().cross_entropy(x, q, _tw(_W5, x), label_smoothing=0.2))
 register("cross_entropy", "logits of +-1000, sum",
          lambda r: [1000 * np.sign(r.standard_normal((4, 3))) + r.standard_normal((4, 3)),
@@ -55,7 +55,7 @@ register("cross_entropy", "logits of +-1000, sum",
          lambda x, t: F.cross_entropy(x, t, reduction="sum"),
          lambda x, t: _tf().cross_entropy(x, t, reduction="sum"))
 register("nll_loss", "(4,5) weight ignore_index", _classes((4, 5), 5, ignore=(0,)),
-         lambda x, t: F.nll_loss(x, t, mc.tensor(_W5)),
+         lambda x, t: F.nll_loss(x, t, tensor(_W5)),
          lambda x, t: _tf().nll_loss(x, t, _tw(_W5, x)))
 register("nll_loss", "(2,3,4) reduction='none'", _classes((2, 3, 4), 3),
          lambda x, t: F.nll_loss(x, t, reduction="none"),
@@ -93,7 +93,7 @@ register("huber_loss", "delta=0.7 mean", _pair((4, 5), gap_at=(0.7,)),
          lambda x, y: _tf().huber_loss(x, y, delta=0.7))
 register("binary_cross_entropy", "weight (5,), mean",
          lambda r: [0.05 + 0.9 * r.random((3, 5)), r.random((3, 5))],
-         lambda x, y: F.binary_cross_entropy(x, y, mc.tensor(_W5)),
+         lambda x, y: F.binary_cross_entropy(x, y, tensor(_W5)),
          lambda x, y: _tf().binary_cross_entropy(x, y, _tw(_W5, x)))
 register("binary_cross_entropy", "0/1 targets, none",
          lambda r: [0.05 + 0.9 * r.random((4, 3)), (r.random((4, 3)) > 0.5).astype(float)],
@@ -101,8 +101,8 @@ register("binary_cross_entropy", "0/1 targets, none",
          lambda x, y: _tf().binary_cross_entropy(x, y, reduction="none"))
 register("binary_cross_entropy_with_logits", "weight and pos_weight",
          lambda r: [3 * r.standard_normal((3, 5)), r.random((3, 5))],
-         lambda x, y: F.binary_cross_entropy_with_logits(x, y, mc.tensor(_W5),
-                                                         pos_weight=mc.tensor(_W5[::-1].copy())),
+         lambda x, y: F.binary_cross_entropy_with_logits(x, y, tensor(_W5),
+                                                         pos_weight=tensor(_W5[::-1].copy())),
          lambda x, y: _tf().binary_cross_entropy_with_logits(
              x, y, _tw(_W5, x), pos_weight=_tw(_W5[::-1].copy(), x)))
 register("binary_cross_entropy_with_logits", "logits of +-1000, sum",
