@@ -274,8 +274,9 @@ def test_the_engine_imports_no_op_family():
         elif isinstance(node, ast.Import):
             imported.update(a.name for a in node.names)
     assert not [m for m in imported if "functional" in m or m.startswith("..")], imported
-    # and every op method a reader meets is still on Tensor, defined in _tensor_api.py
-    for name in ("clone", "to", "float", "__setitem__", "__iadd__", "add_", "T", "copy_"):
+    # and the methods that run ops are still on Tensor, written in _tensor_api.py
+    for name in ("to", "float", "__setitem__", "__iadd__", "add_", "T", "copy_", "repeat"):
         member = vars(Tensor)[name]
         code = member.fget if isinstance(member, property) else member
         assert code.__module__ == "minicnn._tensor_api", name
+    assert vars(Tensor)["clone"] is mc.functional.clone
