@@ -8,7 +8,6 @@ fewer passes over memory. An op asks :func:`use_fast` whether to take it.
 The fast path is taken only when
 
 * the mode is ``"auto"`` (the default), not ``"reference"``;
-* numba is installed;
 * every array given is a plain ``numpy.ndarray`` (not a subclass, never a CuPy array)
   of float32 or float64.
 
@@ -20,20 +19,51 @@ The mode comes from the environment variable ``MINICNN_KERNELS`` (``auto`` or
     with dispatch.kernels("reference"):     # only inside the block
         ...
 
+How an op joins a fast path (one seam, the same in every op)
+------------------------------------------------------------
+
+1. The fast module, ``kernels/<impl>_<family>.py`` (``numba_conv.py``), offers functions
+   with the arguments and results of the reference they replace: a kernels/ routine
+   (``numba_conv.col2im`` for ``im2col.col2im``, ``numba_pool.max_pool2d_forward`` for
+   ``pooling.max_pool2d_forward``), or a whole forward/backward pair when the fast path
+   fuses more than one routine (``numba_conv.conv2d_forward`` / ``conv2d_backward``).
+   Its compiled loops are marked ``@jit(...)`` (``kernels/_jit.py``), so that importing
+   it imports no numba and compiles nothing.
+2. The op file imports it plainly, next to the reference: ``from kernels import
+   numba_conv``.
+3. The Function decides once, in ``forward``, and remembers the choice, because
+   backward must read what forward saved::
+
+       def forward(self, x, w, b):
+           self.fast = dispatch.use_fast(x, w, b)
+           if self.fast:
+               ...                      # save what the fast backward needs
+               return numba_conv.conv2d_forward(x, w, b, ...)
+           ...                          # the reference
+
+       def backward(self, g):
+           if self.fast:
+               return numba_conv.conv2d_backward(g, ...)
+           ...
+
+   Where the fast path replaces a single routine, the ``if self.fast:`` branch calls it
+   in place, with the reference routine in the ``else``. No helper chooses a module or
+   a function by name: the branch is where a reader can see it.
+
+A GPU kernel joins the same way: a module of functions with the reference's contract,
+a predicate here that says when it applies, and one more branch at the same place.
+
 Threads: the compiled loops run on the calling thread; the matrix multiplies around
 them on NumPy's BLAS threads (``threadpoolctl``, ``OPENBLAS_NUM_THREADS``).
 """
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import os
 
 import numpy
 
-__all__ = ["MODES", "get_kernels", "set_kernels", "kernels", "use_fast", "on_host",
-           "fast_module", "numba_available"]
+__all__ = ["MODES", "get_kernels", "set_kernels", "kernels", "use_fast", "on_host"]
 
 MODES = ("auto", "reference")
 _FAST_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
@@ -47,15 +77,6 @@ def _mode_from_environment():
 
 
 _mode = _mode_from_environment()
-_numba = None            # None: not looked for yet; then True or False
-
-
-def numba_available():
-    """True when numba can be imported (looked up once, without importing it)."""
-    global _numba
-    if _numba is None:
-        _numba = importlib.util.find_spec("numba") is not None
-    return _numba
 
 
 def get_kernels():
@@ -85,7 +106,7 @@ def kernels(mode):
 def use_fast(*arrays):
     """True when the CPU fast path should handle these arrays (``None`` entries, such as
     an absent bias, are skipped). All of them must share one float32/float64 dtype."""
-    if _mode != "auto" or not numba_available():
+    if _mode != "auto":
         return False
     dtype = None
     for a in arrays:
@@ -109,8 +130,3 @@ def on_host(*arrays):
     statistics, say)."""
     return all(a is None or type(a) is numpy.ndarray for a in arrays)
 
-
-def fast_module(name):
-    """The fast-path module ``kernels.numba_<name>`` (imported, and numba with it, on
-    first use: ``import minicnn`` does not pay for numba)."""
-    return importlib.import_module(f"kernels.numba_{name}")

@@ -40,9 +40,9 @@ from __future__ import annotations
 
 import threading
 
-import numba
 import numpy as np
 
+from kernels._jit import jit
 from kernels.im2col import check_col2im_shapes, conv_output_size, im2col_output_size
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
@@ -64,12 +64,12 @@ TILE_ELEMENTS = 1 << 20
 # index for a negative value to wrap it around, and that check in the innermost loop
 # keeps LLVM from vectorising the copy: measured 2x slower on the 3x3 layers.
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit(cache=True, nogil=True, inline="always")
 def _u(i):
     return np.uintp(i)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit(cache=True, nogil=True, inline="always")
 def _valid_range(off, S, L, OW):
     """The output columns ow whose input column ow·S + off lies inside 0..L-1."""
     lo = 0 if off >= 0 else (-off + S - 1) // S
@@ -77,7 +77,7 @@ def _valid_range(off, S, L, OW):
     return lo, max(lo, hi)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit(cache=True, nogil=True)
 def _im2col_tile(x, cols, row_stride, img_stride, n0, nimg, oh0, nrows, OW,
                  KH, KW, SH, SW, PH, PW, DH, DW):
     """Fill the tile of flat ``cols`` from the C-contiguous ``x`` (N, C, H, W)::
@@ -117,7 +117,7 @@ def _im2col_tile(x, cols, row_stride, img_stride, n0, nimg, oh0, nrows, OW,
                             cols[_u(d + ow)] = 0
 
 
-@numba.njit(cache=True, nogil=True)
+@jit(cache=True, nogil=True)
 def _col2im_tile(cols, row_stride, img_stride, gx, n0, nimg, oh0, nrows, OW,
                  KH, KW, SH, SW, PH, PW, DH, DW):
     """Add the tile of flat ``cols`` onto the C-contiguous ``gx`` (N, C, H, W) in place:
@@ -148,7 +148,7 @@ def _col2im_tile(cols, row_stride, img_stride, gx, n0, nimg, oh0, nrows, OW,
                                 gf[_u(d + ow * SW)] += cols[_u(s + ow)]
 
 
-@numba.njit(cache=True, nogil=True)
+@jit(cache=True, nogil=True)
 def _scatter_output(y, out, bias, n0, nimg, oh0, nrows):
     """out[n0 + a, o, oh0 + t, :] = y[o, a, t, :] + bias[o]: a tile's GEMM result, flat
     (O, nimg, nrows, OW), put back into the C-contiguous out (N, O, OH, OW)."""
@@ -166,7 +166,7 @@ def _scatter_output(y, out, bias, n0, nimg, oh0, nrows):
 
 # reassoc: lets LLVM split the running sum into vector lanes (a different but equally
 # valid summation order); NaN and inf keep their meaning, unlike with fastmath=True
-@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+@jit(cache=True, nogil=True, fastmath={"reassoc"})
 def _gather_grad(g, gt, n0, nimg, oh0, nrows):
     """gt[o, a, t, :] = g[n0 + a, o, oh0 + t, :]: the upstream gradient of a tile in the
     tile's (O, positions) order (flat ``gt``). Returns the tile's per-channel sums (its

@@ -22,13 +22,14 @@ Arrays come in as (N, C, L) C-contiguous views. The loops run on the calling thr
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from kernels._jit import jit
 
 __all__ = ["batch_norm_train", "batch_norm_eval", "batch_norm_backward"]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit(cache=True, nogil=True, inline="always")
 def _u(i):
     # NOTE: unsigned indices: numba checks signed ones for negative values, which stops
     # LLVM from vectorising the inner loops (see kernels/numba_conv.py)
@@ -37,7 +38,7 @@ def _u(i):
 
 # reassoc: lets LLVM split the running sums into vector lanes (another valid summation
 # order); NaN and inf keep their meaning, unlike with fastmath=True
-@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+@jit(cache=True, nogil=True, fastmath={"reassoc"})
 def _statistics(x, eps, mean, inv_std, var):
     """Per channel of x (N, C, L): mean, 1/sqrt(biased var + eps), biased var."""
     N, C, L = x.shape
@@ -62,7 +63,7 @@ def _statistics(x, eps, mean, inv_std, var):
         inv_std[c] = 1.0 / np.sqrt(sq / M + eps)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit(cache=True, nogil=True)
 def _affine(x, scale, shift, y):
     """y[n, c, :] = x[n, c, :]·scale[c] + shift[c] (scale, shift in float64)."""
     N, C, L = x.shape
@@ -75,7 +76,7 @@ def _affine(x, scale, shift, y):
                 yf[_u(base + j)] = xf[_u(base + j)] * a + b
 
 
-@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+@jit(cache=True, nogil=True, fastmath={"reassoc"})
 def _grad_sums(g, x, mean, sum_g, sum_gc):
     """Per channel: Σ g and Σ g·(x - μ)."""
     N, C, L = x.shape
@@ -94,7 +95,7 @@ def _grad_sums(g, x, mean, sum_g, sum_gc):
         sum_gc[c] = sgc
 
 
-@numba.njit(cache=True, nogil=True)
+@jit(cache=True, nogil=True)
 def _input_grad(g, x, a, b, mean, k, gx):
     """gx = a·(g - b - (x - μ)·k) per channel: the training-mode dx with
     a = γr, b = Σdy/M, k = r²·Σ(dy·(x - μ))/M."""

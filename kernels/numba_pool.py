@@ -14,13 +14,14 @@ calling thread (see kernels/numba_conv.py for why not numba's parallel=True).
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from kernels._jit import jit
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward"]
 
 
-@numba.njit(cache=True, nogil=True)
+@jit(cache=True, nogil=True)
 def _max_pool(x, out, argmax, KH, KW, SH, SW, PH, PW, DH, DW):
     NC, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
@@ -52,7 +53,7 @@ def _max_pool(x, out, argmax, KH, KW, SH, SW, PH, PW, DH, DW):
                 argmax[p, oh, ow] = arg
 
 
-@numba.njit(cache=True, nogil=True)
+@jit(cache=True, nogil=True)
 def _max_pool_backward(grad, argmax, gx, KW, SH, SW, PH, PW, DH, DW):
     NC, OH, OW = grad.shape
     H, W = gx.shape[1], gx.shape[2]

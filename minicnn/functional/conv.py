@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numbers
 
-from kernels import dispatch
+from kernels import dispatch, numba_conv
 from kernels.im2col import (col2im, conv_output_size, conv_transpose_output_size,
                             im2col)
 
@@ -193,9 +193,16 @@ class Conv2d(Function):
         return dict(SH=SH, SW=SW, PH=PH, PW=PW, DH=DH, DW=DW)
 
     def forward(self, x, w, b):
+        self.x_shape, self.w_shape = x.shape, w.shape
         self.fast = dispatch.use_fast(x, w, b)
         if self.fast:
-            return self._forward_fast(x, w, b)
+            # the same formulas, tile by tile: the column matrix is never held in full,
+            # so keep the input (nine times smaller for a 3x3 kernel) and let backward
+            # rebuild its columns
+            self.x_saved = x if self.needs_input_grad[1] else None    # dL/dw needs x
+            self.w_saved = w if self.needs_input_grad[0] else None    # dL/dx needs w
+            return numba_conv.conv2d_forward(x, w, b, self.stride, self.padding,
+                                             self.dilation, self.groups)
         N, C, H, W = x.shape
         O, Cg, KH, KW = w.shape
         G = self.groups
@@ -208,16 +215,16 @@ class Conv2d(Function):
         out = (w_mat @ cols).reshape(N, O, OH, OW)
         if b is not None:
             out += b.reshape(1, O, 1, 1)
-        # save only what a wanted gradient needs: dx needs W, dW needs the columns
-        self.x_shape = x.shape
+        # save only what a wanted gradient needs: dx needs w, dw needs the columns
         self.w_mat = w_mat if self.needs_input_grad[0] else None
         self.cols = cols if self.needs_input_grad[1] else None
-        self.w_shape = w.shape
         return out
 
     def backward(self, g):
         if self.fast:
-            return self._backward_fast(g)
+            return numba_conv.conv2d_backward(
+                g, self.x_saved, self.w_saved, self.x_shape, self.w_shape, self.stride, self.padding,
+                self.dilation, self.groups, *self.needs_input_grad)
         N, O, OH, OW = g.shape
         G = self.groups
         C = self.x_shape[1]
@@ -236,21 +243,6 @@ class Conv2d(Function):
             gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb
 
-    # The CPU fast path: the same formulas, computed tile by tile. It keeps the input
-    # (not its columns, nine times larger for a 3x3 kernel) and rebuilds the columns.
-    def _forward_fast(self, x, w, b):
-        need_x, need_w = self.needs_input_grad[:2]
-        self.x_shape, self.w_shape = x.shape, w.shape
-        self.x_saved = x if need_w else None          # dL/dW needs the columns of x
-        self.w_saved = w if need_x else None          # dL/dx needs W
-        return dispatch.fast_module("conv").conv2d_forward(
-            x, w, b, self.stride, self.padding, self.dilation, self.groups)
-
-    def _backward_fast(self, g):
-        return dispatch.fast_module("conv").conv2d_backward(
-            g, self.x_saved, self.w_saved, self.x_shape, self.w_shape, self.stride,
-            self.padding, self.dilation, self.groups, *self.needs_input_grad)
-
 
 class ConvTranspose2d(Function):
     """conv_transpose2d on raw arrays: x (N, C, H, W), w (C, O/G, KH, KW), b (O,) or None;
@@ -265,6 +257,8 @@ class ConvTranspose2d(Function):
         return dict(SH=SH, SW=SW, PH=PH, PW=PW, DH=DH, DW=DW)
 
     def forward(self, x, w, b):
+        # the fast path here is the column kernel alone (compiled im2col/col2im)
+        self.fast = dispatch.use_fast(x, w, b)
         N, C, H, W = x.shape
         _, Og, KH, KW = w.shape
         G = self.groups
@@ -274,8 +268,11 @@ class ConvTranspose2d(Function):
         # (G, Og·KH·KW, C/G) @ (N, G, C/G, H·W) -> (N, G, Og·KH·KW, H·W): the columns of
         # the output image, one per input pixel
         cols = (w_mat.swapaxes(-1, -2) @ x_mat).reshape(N, O, KH, KW, H, W)
-        _, col2im_ = _column_kernels(cols)
-        out = col2im_(cols, (N, O) + tuple(self.out_size), **self._kernel_args())
+        out_shape = (N, O) + tuple(self.out_size)
+        if self.fast:
+            out = numba_conv.col2im(cols, out_shape, **self._kernel_args())
+        else:
+            out = col2im(cols, out_shape, **self._kernel_args())
         if b is not None:
             out += b.reshape(1, O, 1, 1)
         self.in_hw = (H, W)
@@ -294,8 +291,11 @@ class ConvTranspose2d(Function):
             # NOTE: out_size: with output_padding >= stride (allowed when dilation is
             # larger) the window fits more than H positions in g; only the first H are
             # the ones forward scattered to.
-            im2col_, _ = _column_kernels(g)
-            g_cols = im2col_(g, KH, KW, out_size=self.in_hw, **self._kernel_args())
+            if self.fast:
+                g_cols = numba_conv.im2col(g, KH, KW, out_size=self.in_hw,
+                                           **self._kernel_args())
+            else:
+                g_cols = im2col(g, KH, KW, out_size=self.in_hw, **self._kernel_args())
             g_cols = g_cols.reshape(N, G, Og * KH * KW, H * W)
             if self.needs_input_grad[0]:
                 # (G, C/G, Og·KH·KW) @ (N, G, Og·KH·KW, H·W) -> (N, G, C/G, H·W)
@@ -309,15 +309,6 @@ class ConvTranspose2d(Function):
 
 
 # -------------------------------------------------------------------------- helpers
-
-def _column_kernels(array):
-    """(im2col, col2im) for ``array``: the compiled CPU pair (same arguments, same
-    results) when kernels/dispatch.py allows it, else the portable reference."""
-    if dispatch.use_fast(array):
-        fast = dispatch.fast_module("conv")
-        return fast.im2col, fast.col2im
-    return im2col, col2im
-
 
 def _check_input(op, x, w):
     """Validate ranks and dtypes; True when the input is unbatched (C, H, W)."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from kernels import dispatch
+from kernels import dispatch, numba_norm
 from kernels import lrn as _lrn
 
 from .. import backend
@@ -109,7 +109,20 @@ class BatchNorm(Function):
         self.fast = (dispatch.use_fast(x, weight, bias)
                      and dispatch.on_host(self.running_mean, self.running_var))
         if self.fast:
-            return self._forward_fast(x, weight, bias)
+            # the same formulas in a few compiled passes; keeps the input and the (C,)
+            # float64 statistics instead of x̂
+            if self.training:
+                out, mean, inv_std, var = numba_norm.batch_norm_train(x, weight, bias,
+                                                                      self.eps)
+                if self.running_mean is not None:
+                    self._update_running(mean, var, x.size // x.shape[1])
+            else:
+                mean = self.running_mean.astype(float)
+                inv_std = 1 / (self.running_var.astype(float) + self.eps) ** 0.5
+                out = numba_norm.batch_norm_eval(x, mean, inv_std, weight, bias)
+            if any(self.needs_input_grad):
+                self.x, self.mean, self.inv_std, self.weight = x, mean, inv_std, weight
+            return out
         xp = backend.get_array_module(x)
         axes = (0,) + tuple(range(2, x.ndim))           # all but the channel axis
         per_channel = (1, x.shape[1]) + (1,) * (x.ndim - 2)   # (1, C, 1, ...) broadcasts
@@ -132,7 +145,9 @@ class BatchNorm(Function):
 
     def backward(self, g):
         if self.fast:
-            return self._backward_fast(g)
+            return numba_norm.batch_norm_backward(g, self.x, self.mean, self.inv_std,
+                                                  self.weight, self.training,
+                                                  *self.needs_input_grad)
         gx = gw = gb = None
         if self.needs_input_grad[0]:
             dxhat = g if self.weight is None else g * self.weight.reshape(self.per_channel)
@@ -145,27 +160,6 @@ class BatchNorm(Function):
         if self.needs_input_grad[2]:
             gb = g.sum(axis=self.axes)
         return gx, gw, gb
-
-    # The CPU fast path (kernels/numba_norm.py): the same formulas in a few compiled
-    # passes. It keeps the input and the (C,) statistics instead of x̂.
-    def _forward_fast(self, x, weight, bias):
-        fast = dispatch.fast_module("norm")
-        if self.training:
-            out, mean, inv_std, var = fast.batch_norm_train(x, weight, bias, self.eps)
-            if self.running_mean is not None:
-                self._update_running(mean, var, x.size // x.shape[1])
-        else:
-            mean = self.running_mean.astype(float)
-            inv_std = 1 / (self.running_var.astype(float) + self.eps) ** 0.5
-            out = fast.batch_norm_eval(x, mean, inv_std, weight, bias)
-        if any(self.needs_input_grad):
-            self.x, self.mean, self.inv_std, self.weight = x, mean, inv_std, weight
-        return out
-
-    def _backward_fast(self, g):
-        return dispatch.fast_module("norm").batch_norm_backward(
-            g, self.x, self.mean, self.inv_std, self.weight, self.training,
-            *self.needs_input_grad)
 
     def _update_running(self, mean, var, count):
         m = self.momentum

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numbers
 
-from kernels import dispatch
+from kernels import dispatch, numba_pool
 from kernels import pooling as _kp
 
 from .. import backend
@@ -236,8 +236,14 @@ class MaxPool2d(_Pool):
         self.unbatched = x.ndim == 3
         x = self._batch(x)
         need_grad = self.needs_input_grad[0]
-        out, argmax = _kernels_for(x).max_pool2d_forward(
-            x, *self.window, self.out_size, with_argmax=need_grad or self.return_indices)
+        with_argmax = need_grad or self.return_indices
+        self.fast = dispatch.use_fast(x)
+        if self.fast:
+            out, argmax = numba_pool.max_pool2d_forward(x, *self.window, self.out_size,
+                                                        with_argmax=with_argmax)
+        else:
+            out, argmax = _kp.max_pool2d_forward(x, *self.window, self.out_size,
+                                                 with_argmax=with_argmax)
         if need_grad:
             # the winning kernel offset per output, one byte each for kernels up to 16x16
             self.argmax, self.in_shape = argmax, x.shape
@@ -246,10 +252,13 @@ class MaxPool2d(_Pool):
         indices = _kp.max_pool2d_indices(argmax, x.shape[2:], *self.window)
         return self._strip(out), self._strip(indices)
 
-    def backward(self, grad, grad_indices=None):
-        grad = self._batch(grad)
-        return self._strip(_kernels_for(grad).max_pool2d_backward(
-            grad, self.argmax, self.in_shape, *self.window))
+    def backward(self, g, g_indices=None):
+        g = self._batch(g)
+        if self.fast:
+            gx = numba_pool.max_pool2d_backward(g, self.argmax, self.in_shape, *self.window)
+        else:
+            gx = _kp.max_pool2d_backward(g, self.argmax, self.in_shape, *self.window)
+        return self._strip(gx)
 
 
 class AvgPool2d(_Pool):
@@ -326,12 +335,6 @@ class MaxUnpool2d(_Pool):
 
     def backward(self, grad):
         return self._strip(_kp.max_unpool2d_backward(self._batch(grad), self.indices)), None
-
-
-def _kernels_for(array):
-    """The module with the max-pooling routines for ``array``: the compiled CPU twin when
-    kernels/dispatch.py allows it, else kernels/pooling.py."""
-    return dispatch.fast_module("pool") if dispatch.use_fast(array) else _kp
 
 
 # ---------------------------------------------------------------- validation
