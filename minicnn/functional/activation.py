@@ -29,13 +29,46 @@ def relu(input, inplace=False):
     return ReLU()(as_tensor(input))
 
 
+class ReLU(Function):
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        self.positive = x > 0
+        return xp.maximum(x, 0, dtype=x.dtype) if x.dtype.kind == "f" else xp.maximum(x, 0)
+
+    def backward(self, g):
+        return g * self.positive
+
+
 def sigmoid(input):
     """σ(x) = 1 / (1 + e^-x), computed without overflow for large |x|."""
     return Sigmoid()(as_tensor(input))
 
 
+class Sigmoid(Function):
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        # e^-|x| never overflows; pick the form that is exact on each side of 0
+        e = xp.exp(-xp.abs(x))
+        self.out = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        return self.out
+
+    def backward(self, g):
+        y = self.out
+        return g * y * (1 - y)
+
+
 def tanh(input):
     return Tanh()(as_tensor(input))
+
+
+class Tanh(Function):
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        self.out = xp.tanh(x)
+        return self.out
+
+    def backward(self, g):
+        return g * (1 - self.out * self.out)
 
 
 def softmax(input, dim=None, dtype=None):
@@ -44,6 +77,34 @@ def softmax(input, dim=None, dtype=None):
     if dtype is not None:
         x = x.to(dtype=dtype)
     return Softmax(_softmax_dim("softmax", x, dim), log=False)(x)
+
+
+class Softmax(Function):
+    def __init__(self, dim, log):
+        self.dim, self.log = dim, log
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        if self.dim is None:          # 0-d input: softmax of one value is 1
+            self.out = xp.zeros_like(x) if self.log else xp.ones_like(x)
+            return self.out
+        shifted = x - x.max(axis=self.dim, keepdims=True)
+        exps = xp.exp(shifted)
+        total = exps.sum(axis=self.dim, keepdims=True)
+        if self.log:
+            self.out = shifted - xp.log(total)
+        else:
+            self.out = exps / total
+        return self.out
+
+    def backward(self, g):
+        xp = backend.get_array_module(g)
+        if self.dim is None:
+            return xp.zeros_like(g)
+        y = self.out
+        if self.log:
+            return g - xp.exp(y) * g.sum(axis=self.dim, keepdims=True)
+        return y * (g - (g * y).sum(axis=self.dim, keepdims=True))
 
 
 def log_softmax(input, dim=None, dtype=None):
@@ -64,114 +125,6 @@ def leaky_relu(input, negative_slope=0.01, inplace=False):
     return LeakyReLU(float(negative_slope))(x)
 
 
-def elu(input, alpha=1.0, inplace=False):
-    """x for x > 0, α(eˣ - 1) otherwise (``torch.nn.functional.elu``; Clevert et al. 2015).
-
-    Gradient: 1 for x > 0, α eˣ for x ≤ 0. NOTE: at exactly 0 it is α (torch's choice:
-    the left derivative), not 1. ``inplace`` computes out of place.
-    """
-    x = _float_input("elu", input)
-    return ELU(float(alpha))(x)
-
-
-def gelu(input, approximate="none"):
-    """x · Φ(x), Φ the standard normal CDF (``torch.nn.functional.gelu``; Hendrycks &
-    Gimpel 2016).
-
-    ``approximate='none'``:  Φ(x) = ½ (1 + erf(x / √2)),  gradient Φ(x) + x φ(x) with
-    φ(x) = e^(-x²/2) / √(2π).
-    ``approximate='tanh'``:  ½ x (1 + tanh u),  u = √(2/π) (x + 0.044715 x³), gradient
-    ½ (1 + tanh u) + ½ x (1 - tanh² u) √(2/π) (1 + 3 · 0.044715 x²).
-
-    erf comes from ``backend.erf`` (numba on the CPU, cupyx on the GPU): NumPy has none.
-    """
-    x = _float_input("gelu", input)
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return GELU(approximate)(x)
-
-
-def relu6(input, inplace=False):
-    """min(max(x, 0), 6) (``torch.nn.functional.relu6``, MobileNet's activation).
-
-    It is ``hardtanh(x, 0, 6)``: gradient 1 strictly inside (0, 6), 0 elsewhere. NOTE: 0
-    at x = 0 and at x = 6, as in torch. ``inplace`` computes out of place.
-    """
-    x = _float_input("relu6", input)
-    return HardTanh(0.0, 6.0)(x)
-
-
-def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
-    """x clipped to [min_val, max_val] (``torch.nn.functional.hardtanh``).
-
-    Gradient: 1 where min_val < x < max_val, 0 elsewhere. NOTE: 0 exactly at the bounds,
-    as in torch. ``inplace`` computes out of place.
-    """
-    x = _float_input("hardtanh", input)
-    if min_val > max_val:
-        raise ValueError(f"hardtanh: min_val ({min_val}) cannot be greater than max_val "
-                         f"({max_val})")
-    return HardTanh(float(min_val), float(max_val))(x)
-
-
-def softplus(input, beta=1.0, threshold=20.0):
-    """(1/β) log(1 + e^(βx)), and x itself where βx > threshold
-    (``torch.nn.functional.softplus``).
-
-    Gradient: σ(βx) (the logistic sigmoid), and 1 where βx > threshold.
-    log(1 + e^z) is evaluated as max(z, 0) + log(1 + e^(-|z|)), which never overflows;
-    torch evaluates it directly, so the two differ only where torch returns inf (a
-    ``threshold`` above ~88 in float32, ~709 in float64).
-    """
-    x = _float_input("softplus", input)
-    if beta == 0:
-        raise ValueError("softplus: beta must be non-zero (it divides the result)")
-    return Softplus(float(beta), float(threshold))(x)
-
-
-def silu(input, inplace=False):
-    """x · σ(x), also called swish (``torch.nn.functional.silu``; Elfwing et al. 2017).
-
-    Gradient: σ(x) (1 + x (1 - σ(x))). ``inplace`` computes out of place.
-    """
-    x = _float_input("silu", input)
-    return SiLU()(x)
-
-
-def _float_input(op, input):
-    x = as_tensor(input)
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
-    return x
-
-
-def _sigmoid(xp, z):
-    """σ(z) = 1 / (1 + e^-z) without overflow: e^-|z| ≤ 1 on both sides of 0."""
-    e = xp.exp(-xp.abs(z))
-    return xp.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
-
-
-def _softmax_dim(op, x, dim):
-    if dim is None:
-        # torch's implicit choice when dim is omitted: 0 for 0-, 1- and 3-D input, else 1
-        if x.ndim <= 1:
-            return 0 if x.ndim else None
-        return 1 if x.ndim != 3 else 0
-    if x.ndim == 0:
-        return None
-    return _check_dim(op, dim, x.ndim)
-
-
-class ReLU(Function):
-    def forward(self, x):
-        xp = backend.get_array_module(x)
-        self.positive = x > 0
-        return xp.maximum(x, 0, dtype=x.dtype) if x.dtype.kind == "f" else xp.maximum(x, 0)
-
-    def backward(self, g):
-        return g * self.positive
-
-
 class LeakyReLU(Function):
     def __init__(self, negative_slope):
         self.negative_slope = negative_slope
@@ -185,6 +138,16 @@ class LeakyReLU(Function):
     def backward(self, g):
         xp = backend.get_array_module(g)
         return xp.where(self.positive, g, g * self.negative_slope).astype(g.dtype, copy=False)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    """x for x > 0, α(eˣ - 1) otherwise (``torch.nn.functional.elu``; Clevert et al. 2015).
+
+    Gradient: 1 for x > 0, α eˣ for x ≤ 0. NOTE: at exactly 0 it is α (torch's choice:
+    the left derivative), not 1. ``inplace`` computes out of place.
+    """
+    x = _float_input("elu", input)
+    return ELU(float(alpha))(x)
 
 
 class ELU(Function):
@@ -203,6 +166,23 @@ class ELU(Function):
 
     def backward(self, g):
         return g * self.slope
+
+
+def gelu(input, approximate="none"):
+    """x · Φ(x), Φ the standard normal CDF (``torch.nn.functional.gelu``; Hendrycks &
+    Gimpel 2016).
+
+    ``approximate='none'``:  Φ(x) = ½ (1 + erf(x / √2)),  gradient Φ(x) + x φ(x) with
+    φ(x) = e^(-x²/2) / √(2π).
+    ``approximate='tanh'``:  ½ x (1 + tanh u),  u = √(2/π) (x + 0.044715 x³), gradient
+    ½ (1 + tanh u) + ½ x (1 - tanh² u) √(2/π) (1 + 3 · 0.044715 x²).
+
+    erf comes from ``backend.erf`` (numba on the CPU, cupyx on the GPU): NumPy has none.
+    """
+    x = _float_input("gelu", input)
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return GELU(approximate)(x)
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -236,6 +216,19 @@ class GELU(Function):
         return g * self.slope
 
 
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """x clipped to [min_val, max_val] (``torch.nn.functional.hardtanh``).
+
+    Gradient: 1 where min_val < x < max_val, 0 elsewhere. NOTE: 0 exactly at the bounds,
+    as in torch. ``inplace`` computes out of place.
+    """
+    x = _float_input("hardtanh", input)
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val ({min_val}) cannot be greater than max_val "
+                         f"({max_val})")
+    return HardTanh(float(min_val), float(max_val))(x)
+
+
 class HardTanh(Function):
     def __init__(self, min_val, max_val):
         self.min_val, self.max_val = min_val, max_val
@@ -249,6 +242,31 @@ class HardTanh(Function):
 
     def backward(self, g):
         return g * self.inside
+
+
+def relu6(input, inplace=False):
+    """min(max(x, 0), 6) (``torch.nn.functional.relu6``, MobileNet's activation).
+
+    It is ``hardtanh(x, 0, 6)``: gradient 1 strictly inside (0, 6), 0 elsewhere. NOTE: 0
+    at x = 0 and at x = 6, as in torch. ``inplace`` computes out of place.
+    """
+    x = _float_input("relu6", input)
+    return HardTanh(0.0, 6.0)(x)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    """(1/β) log(1 + e^(βx)), and x itself where βx > threshold
+    (``torch.nn.functional.softplus``).
+
+    Gradient: σ(βx) (the logistic sigmoid), and 1 where βx > threshold.
+    log(1 + e^z) is evaluated as max(z, 0) + log(1 + e^(-|z|)), which never overflows;
+    torch evaluates it directly, so the two differ only where torch returns inf (a
+    ``threshold`` above ~88 in float32, ~709 in float64).
+    """
+    x = _float_input("softplus", input)
+    if beta == 0:
+        raise ValueError("softplus: beta must be non-zero (it divides the result)")
+    return Softplus(float(beta), float(threshold))(x)
 
 
 class Softplus(Function):
@@ -268,6 +286,15 @@ class Softplus(Function):
         return g * self.slope
 
 
+def silu(input, inplace=False):
+    """x · σ(x), also called swish (``torch.nn.functional.silu``; Elfwing et al. 2017).
+
+    Gradient: σ(x) (1 + x (1 - σ(x))). ``inplace`` computes out of place.
+    """
+    x = _float_input("silu", input)
+    return SiLU()(x)
+
+
 class SiLU(Function):
     def forward(self, x):
         xp = backend.get_array_module(x)
@@ -280,52 +307,27 @@ class SiLU(Function):
         return g * self.slope
 
 
-class Sigmoid(Function):
-    def forward(self, x):
-        xp = backend.get_array_module(x)
-        # e^-|x| never overflows; pick the form that is exact on each side of 0
-        e = xp.exp(-xp.abs(x))
-        self.out = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-        return self.out
+# ------------------------------------------------------------------------ helpers
 
-    def backward(self, g):
-        y = self.out
-        return g * y * (1 - y)
+def _float_input(op, input):
+    x = as_tensor(input)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
+    return x
 
 
-class Tanh(Function):
-    def forward(self, x):
-        xp = backend.get_array_module(x)
-        self.out = xp.tanh(x)
-        return self.out
-
-    def backward(self, g):
-        return g * (1 - self.out * self.out)
+def _sigmoid(xp, z):
+    """σ(z) = 1 / (1 + e^-z) without overflow: e^-|z| ≤ 1 on both sides of 0."""
+    e = xp.exp(-xp.abs(z))
+    return xp.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
 
 
-class Softmax(Function):
-    def __init__(self, dim, log):
-        self.dim, self.log = dim, log
-
-    def forward(self, x):
-        xp = backend.get_array_module(x)
-        if self.dim is None:          # 0-d input: softmax of one value is 1
-            self.out = xp.zeros_like(x) if self.log else xp.ones_like(x)
-            return self.out
-        shifted = x - x.max(axis=self.dim, keepdims=True)
-        exps = xp.exp(shifted)
-        total = exps.sum(axis=self.dim, keepdims=True)
-        if self.log:
-            self.out = shifted - xp.log(total)
-        else:
-            self.out = exps / total
-        return self.out
-
-    def backward(self, g):
-        xp = backend.get_array_module(g)
-        if self.dim is None:
-            return xp.zeros_like(g)
-        y = self.out
-        if self.log:
-            return g - xp.exp(y) * g.sum(axis=self.dim, keepdims=True)
-        return y * (g - (g * y).sum(axis=self.dim, keepdims=True))
+def _softmax_dim(op, x, dim):
+    if dim is None:
+        # torch's implicit choice when dim is omitted: 0 for 0-, 1- and 3-D input, else 1
+        if x.ndim <= 1:
+            return 0 if x.ndim else None
+        return 1 if x.ndim != 3 else 0
+    if x.ndim == 0:
+        return None
+    return _check_dim(op, dim, x.ndim)

@@ -114,6 +114,69 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return squeeze(out, 0) if unbatched else out
 
 
+class Conv2d(Function):
+    """conv2d on raw arrays: x (N, C, H, W), w (O, C/G, KH, KW), b (O,) or None."""
+
+    def __init__(self, stride, padding, dilation, groups):
+        self.stride, self.padding, self.dilation, self.groups = (stride, padding, dilation,
+                                                                 groups)
+
+    def _kernel_args(self):
+        (SH, SW), (PH, PW), (DH, DW) = self.stride, self.padding, self.dilation
+        return dict(SH=SH, SW=SW, PH=PH, PW=PW, DH=DH, DW=DW)
+
+    def forward(self, x, w, b):
+        self.x_shape, self.w_shape = x.shape, w.shape
+        self.fast = dispatch.use_fast(x, w, b)
+        if self.fast:
+            # the same formulas, tile by tile: the column matrix is never held in full,
+            # so keep the input (nine times smaller for a 3x3 kernel) and let backward
+            # rebuild its columns
+            self.x_saved = x if self.needs_input_grad[1] else None    # dL/dw needs x
+            self.w_saved = w if self.needs_input_grad[0] else None    # dL/dx needs w
+            return numba_conv.conv2d_forward(x, w, b, self.stride, self.padding,
+                                             self.dilation, self.groups)
+        N, C, H, W = x.shape
+        O, Cg, KH, KW = w.shape
+        G = self.groups
+        cols = im2col(x, KH, KW, **self._kernel_args())       # (N, C, KH, KW, OH, OW)
+        OH, OW = cols.shape[-2:]
+        cols = cols.reshape(N, G, Cg * KH * KW, OH * OW)
+        w_mat = w.reshape(G, O // G, Cg * KH * KW)
+        # (G, O/G, Cg·KH·KW) @ (N, G, Cg·KH·KW, OH·OW) -> (N, G, O/G, OH·OW): one GEMM
+        # per image and group, and its memory order already is (N, O, OH, OW)
+        out = (w_mat @ cols).reshape(N, O, OH, OW)
+        if b is not None:
+            out += b.reshape(1, O, 1, 1)
+        # save only what a wanted gradient needs: dx needs w, dw needs the columns
+        self.w_mat = w_mat if self.needs_input_grad[0] else None
+        self.cols = cols if self.needs_input_grad[1] else None
+        return out
+
+    def backward(self, g):
+        if self.fast:
+            return numba_conv.conv2d_backward(
+                g, self.x_saved, self.w_saved, self.x_shape, self.w_shape, self.stride, self.padding,
+                self.dilation, self.groups, *self.needs_input_grad)
+        N, O, OH, OW = g.shape
+        G = self.groups
+        C = self.x_shape[1]
+        _, Cg, KH, KW = self.w_shape
+        g_mat = g.reshape(N, G, O // G, OH * OW)
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            # dL/dcols = Wᵀ @ g: (G, Cg·KH·KW, O/G) @ (N, G, O/G, OH·OW)
+            g_cols = self.w_mat.swapaxes(-1, -2) @ g_mat
+            g_cols = g_cols.reshape(N, C, KH, KW, OH, OW)
+            gx = col2im(g_cols, self.x_shape, **self._kernel_args())
+        if self.needs_input_grad[1]:
+            # dL/dW = Σ_n g_n @ cols_nᵀ: (N, G, O/G, OH·OW) @ (N, G, OH·OW, Cg·KH·KW)
+            gw = (g_mat @ self.cols.swapaxes(-1, -2)).sum(axis=0).reshape(self.w_shape)
+        if self.needs_input_grad[2]:
+            gb = g.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
                      groups=1, dilation=1):
     """2-D transposed convolution ("deconvolution"), as
@@ -177,71 +240,6 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     out = ConvTranspose2d(stride, padding, output_padding, dilation, groups, (OH, OW))(
         x, w, bias)
     return squeeze(out, 0) if unbatched else out
-
-
-# ------------------------------------------------------------------------ Functions
-
-class Conv2d(Function):
-    """conv2d on raw arrays: x (N, C, H, W), w (O, C/G, KH, KW), b (O,) or None."""
-
-    def __init__(self, stride, padding, dilation, groups):
-        self.stride, self.padding, self.dilation, self.groups = (stride, padding, dilation,
-                                                                 groups)
-
-    def _kernel_args(self):
-        (SH, SW), (PH, PW), (DH, DW) = self.stride, self.padding, self.dilation
-        return dict(SH=SH, SW=SW, PH=PH, PW=PW, DH=DH, DW=DW)
-
-    def forward(self, x, w, b):
-        self.x_shape, self.w_shape = x.shape, w.shape
-        self.fast = dispatch.use_fast(x, w, b)
-        if self.fast:
-            # the same formulas, tile by tile: the column matrix is never held in full,
-            # so keep the input (nine times smaller for a 3x3 kernel) and let backward
-            # rebuild its columns
-            self.x_saved = x if self.needs_input_grad[1] else None    # dL/dw needs x
-            self.w_saved = w if self.needs_input_grad[0] else None    # dL/dx needs w
-            return numba_conv.conv2d_forward(x, w, b, self.stride, self.padding,
-                                             self.dilation, self.groups)
-        N, C, H, W = x.shape
-        O, Cg, KH, KW = w.shape
-        G = self.groups
-        cols = im2col(x, KH, KW, **self._kernel_args())       # (N, C, KH, KW, OH, OW)
-        OH, OW = cols.shape[-2:]
-        cols = cols.reshape(N, G, Cg * KH * KW, OH * OW)
-        w_mat = w.reshape(G, O // G, Cg * KH * KW)
-        # (G, O/G, Cg·KH·KW) @ (N, G, Cg·KH·KW, OH·OW) -> (N, G, O/G, OH·OW): one GEMM
-        # per image and group, and its memory order already is (N, O, OH, OW)
-        out = (w_mat @ cols).reshape(N, O, OH, OW)
-        if b is not None:
-            out += b.reshape(1, O, 1, 1)
-        # save only what a wanted gradient needs: dx needs w, dw needs the columns
-        self.w_mat = w_mat if self.needs_input_grad[0] else None
-        self.cols = cols if self.needs_input_grad[1] else None
-        return out
-
-    def backward(self, g):
-        if self.fast:
-            return numba_conv.conv2d_backward(
-                g, self.x_saved, self.w_saved, self.x_shape, self.w_shape, self.stride, self.padding,
-                self.dilation, self.groups, *self.needs_input_grad)
-        N, O, OH, OW = g.shape
-        G = self.groups
-        C = self.x_shape[1]
-        _, Cg, KH, KW = self.w_shape
-        g_mat = g.reshape(N, G, O // G, OH * OW)
-        gx = gw = gb = None
-        if self.needs_input_grad[0]:
-            # dL/dcols = Wᵀ @ g: (G, Cg·KH·KW, O/G) @ (N, G, O/G, OH·OW)
-            g_cols = self.w_mat.swapaxes(-1, -2) @ g_mat
-            g_cols = g_cols.reshape(N, C, KH, KW, OH, OW)
-            gx = col2im(g_cols, self.x_shape, **self._kernel_args())
-        if self.needs_input_grad[1]:
-            # dL/dW = Σ_n g_n @ cols_nᵀ: (N, G, O/G, OH·OW) @ (N, G, OH·OW, Cg·KH·KW)
-            gw = (g_mat @ self.cols.swapaxes(-1, -2)).sum(axis=0).reshape(self.w_shape)
-        if self.needs_input_grad[2]:
-            gb = g.sum(axis=(0, 2, 3))
-        return gx, gw, gb
 
 
 class ConvTranspose2d(Function):
@@ -308,7 +306,7 @@ class ConvTranspose2d(Function):
         return gx, gw, gb
 
 
-# -------------------------------------------------------------------------- helpers
+# ------------------------------------------------------------------------ helpers
 
 def _check_input(op, x, w):
     """Validate ranks and dtypes; True when the input is unbatched (C, H, W)."""

@@ -36,6 +36,19 @@ def dropout(input, p=0.5, training=True, inplace=False):
     return _masked_dropout(x, p, training, x.shape)
 
 
+class Dropout(Function):
+    """Multiply by a fixed, already scaled mask (broadcast to the input)."""
+
+    def __init__(self, mask):
+        self.mask = mask        # m / (1 - p), in the input's dtype
+
+    def forward(self, x):
+        return x * self.mask
+
+    def backward(self, g):
+        return g * self.mask
+
+
 def dropout2d(input, p=0.5, training=True, inplace=False):
     """Channel-wise ("spatial") dropout (Tompson et al. 2015), as
     ``torch.nn.functional.dropout2d``: each channel of each sample is kept or zeroed as a
@@ -67,18 +80,7 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
     return _masked_dropout(x, p, training, mask_shape)
 
 
-class Dropout(Function):
-    """Multiply by a fixed, already scaled mask (broadcast to the input)."""
-
-    def __init__(self, mask):
-        self.mask = mask        # m / (1 - p), in the input's dtype
-
-    def forward(self, x):
-        return x * self.mask
-
-    def backward(self, g):
-        return g * self.mask
-
+# ------------------------------------------------------------------------ helpers
 
 def _masked_dropout(x, p, training, mask_shape):
     if not training or p == 0 or x.numel() == 0:

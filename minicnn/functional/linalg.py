@@ -33,30 +33,6 @@ mm = matmul
 bmm = matmul
 
 
-def linear(input, weight, bias=None):
-    """y = x Wᵀ + b, as ``torch.nn.functional.linear``.
-
-    Shapes: input (*, in_features), weight (out_features, in_features), bias
-    (out_features,), output (*, out_features).
-    Gradients: dx = g W, dW = gᵀ x (over all leading dims), db = Σ g.
-    """
-    x, w = as_tensor(input), as_tensor(weight)
-    if w.ndim != 2:
-        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got "
-                         f"shape {w.shape}")
-    if x.ndim < 1 or x.shape[-1] != w.shape[1]:
-        raise ValueError(f"linear: input's last dimension ({x.shape[-1] if x.ndim else 'none'}"
-                         f", input shape {x.shape}) must equal in_features = {w.shape[1]} "
-                         f"(weight shape {w.shape})")
-    if bias is not None:
-        bias = as_tensor(bias)
-        if bias.shape != (w.shape[0],):
-            raise ValueError(f"linear: bias must have shape ({w.shape[0]},), got {bias.shape}")
-    if x.dtype != w.dtype:
-        raise TypeError(f"linear: input dtype {x.dtype} does not match weight dtype {w.dtype}")
-    return Linear()(x, w, bias)
-
-
 class MatMul(Function):
     def forward(self, a, b):
         self.a, self.b = a, b
@@ -81,6 +57,30 @@ class MatMul(Function):
             gb = xp.swapaxes(a2, -1, -2) @ g2
             gb = unbroadcast(gb, b2.shape).reshape(b.shape)
         return ga, gb
+
+
+def linear(input, weight, bias=None):
+    """y = x Wᵀ + b, as ``torch.nn.functional.linear``.
+
+    Shapes: input (*, in_features), weight (out_features, in_features), bias
+    (out_features,), output (*, out_features).
+    Gradients: dx = g W, dW = gᵀ x (over all leading dims), db = Σ g.
+    """
+    x, w = as_tensor(input), as_tensor(weight)
+    if w.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got "
+                         f"shape {w.shape}")
+    if x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"linear: input's last dimension ({x.shape[-1] if x.ndim else 'none'}"
+                         f", input shape {x.shape}) must equal in_features = {w.shape[1]} "
+                         f"(weight shape {w.shape})")
+    if bias is not None:
+        bias = as_tensor(bias)
+        if bias.shape != (w.shape[0],):
+            raise ValueError(f"linear: bias must have shape ({w.shape[0]},), got {bias.shape}")
+    if x.dtype != w.dtype:
+        raise TypeError(f"linear: input dtype {x.dtype} does not match weight dtype {w.dtype}")
+    return Linear()(x, w, bias)
 
 
 class Linear(Function):

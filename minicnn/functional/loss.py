@@ -30,10 +30,11 @@ from .activation import _float_input
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss",
            "huber_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
 
+
 _REDUCTIONS = ("none", "mean", "sum")
 
 
-# ------------------------------------------------------------------ class losses
+# ------------------------------------------------------------------- class losses
 
 def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0):
@@ -76,25 +77,6 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
     t = _class_target("cross_entropy", x, t, classes, ignore_index)
     fn = CrossEntropy(w, int(ignore_index), reduction, float(label_smoothing))
     return _as_batch(fn, x, t, reduction)
-
-
-def nll_loss(input, target, weight=None, *, ignore_index=-100, reduction="mean"):
-    """Negative log-likelihood of log-probabilities ``input``
-    (``torch.nn.functional.nll_loss``; ``cross_entropy`` is ``nll_loss(log_softmax(x))``).
-
-        loss_i = -w[t_i] · x[i, t_i]   (0 where t_i == ignore_index)
-        'mean' divides Σ loss_i by Σ w[t_i] over the samples not ignored.
-        dL/dx[i, c] = -s_i · w[t_i] where c = t_i, 0 elsewhere.
-
-    Shapes as for cross_entropy with class-index targets.
-    """
-    x = _float_input("nll_loss", input)
-    t = as_tensor(target)
-    _check_reduction("nll_loss", reduction)
-    classes = _num_classes("nll_loss", x)
-    w = _class_weight("nll_loss", weight, classes, x)
-    t = _class_target("nll_loss", x, t, classes, ignore_index)
-    return _as_batch(NLLLoss(w, int(ignore_index), reduction), x, t, reduction)
 
 
 class CrossEntropy(Function):
@@ -193,6 +175,25 @@ class CrossEntropyProbs(Function):
         return gx, gq
 
 
+def nll_loss(input, target, weight=None, *, ignore_index=-100, reduction="mean"):
+    """Negative log-likelihood of log-probabilities ``input``
+    (``torch.nn.functional.nll_loss``; ``cross_entropy`` is ``nll_loss(log_softmax(x))``).
+
+        loss_i = -w[t_i] · x[i, t_i]   (0 where t_i == ignore_index)
+        'mean' divides Σ loss_i by Σ w[t_i] over the samples not ignored.
+        dL/dx[i, c] = -s_i · w[t_i] where c = t_i, 0 elsewhere.
+
+    Shapes as for cross_entropy with class-index targets.
+    """
+    x = _float_input("nll_loss", input)
+    t = as_tensor(target)
+    _check_reduction("nll_loss", reduction)
+    classes = _num_classes("nll_loss", x)
+    w = _class_weight("nll_loss", weight, classes, x)
+    t = _class_target("nll_loss", x, t, classes, ignore_index)
+    return _as_batch(NLLLoss(w, int(ignore_index), reduction), x, t, reduction)
+
+
 class NLLLoss(Function):
     def __init__(self, weight, ignore_index, reduction):
         self.weight, self.ignore_index, self.reduction = weight, ignore_index, reduction
@@ -223,7 +224,7 @@ class NLLLoss(Function):
         return grad.reshape(self.shape), None
 
 
-# ------------------------------------------------------------- regression losses
+# -------------------------------------------------------------- regression losses
 
 def mse_loss(input, target, *, reduction="mean", weight=None):
     """Squared error (x - y)² (``torch.nn.functional.mse_loss``).
@@ -234,6 +235,47 @@ def mse_loss(input, target, *, reduction="mean", weight=None):
     mean loss / Σ w for 'mean'.
     """
     return _pointwise("mse_loss", "mse", input, target, reduction, 0.0, weight)
+
+
+class PointwiseLoss(Function):
+    """loss = w ⊙ ℓ(x - y) for an elementwise ℓ, then reduced."""
+
+    def __init__(self, kind, reduction, param, mean_by_weight):
+        self.kind, self.reduction, self.param = kind, reduction, param
+        self.mean_by_weight = mean_by_weight
+
+    def forward(self, x, y, w):
+        xp = backend.get_array_module(x)
+        d = x - y
+        elementwise, slope = _pointwise_terms(xp, self.kind, d, self.param)
+        loss = elementwise if w is None else w * elementwise
+        if w is not None and self.mean_by_weight:
+            count = w.sum()
+        else:
+            count = loss.size
+        out = _reduce(xp, loss, self.reduction, count)
+        self.count = count
+        if self.needs_input_grad[0] or self.needs_input_grad[1]:
+            self.slope = slope if w is None else w * slope
+        if w is not None and self.needs_input_grad[2]:
+            self.elementwise, self.out = elementwise, out
+        return out
+
+    def backward(self, g):
+        xp = backend.get_array_module(g)
+        scale = _per_element(xp, g, self.reduction, self.count)
+        gx = gy = gw = None
+        if self.needs_input_grad[0] or self.needs_input_grad[1]:
+            grad = (scale * self.slope).astype(g.dtype, copy=False)
+            gx = grad if self.needs_input_grad[0] else None
+            gy = -grad if self.needs_input_grad[1] else None
+        if self.needs_input_grad[2]:
+            gw = scale * self.elementwise
+            if self.reduction == "mean" and self.mean_by_weight:
+                # d/dw_i of Σ w ℓ / Σ w is (ℓ_i - mean) / Σ w
+                gw = gw - scale * self.out
+            gw = xp.broadcast_to(gw, self.elementwise.shape).astype(g.dtype)
+        return gx, gy, gw
 
 
 def l1_loss(input, target, *, reduction="mean", weight=None):
@@ -293,47 +335,6 @@ def _pointwise(op, kind, input, target, reduction, param, weight):
     return PointwiseLoss(kind, reduction, param, weighted_mean_by_weight)(x, y, weight)
 
 
-class PointwiseLoss(Function):
-    """loss = w ⊙ ℓ(x - y) for an elementwise ℓ, then reduced."""
-
-    def __init__(self, kind, reduction, param, mean_by_weight):
-        self.kind, self.reduction, self.param = kind, reduction, param
-        self.mean_by_weight = mean_by_weight
-
-    def forward(self, x, y, w):
-        xp = backend.get_array_module(x)
-        d = x - y
-        elementwise, slope = _pointwise_terms(xp, self.kind, d, self.param)
-        loss = elementwise if w is None else w * elementwise
-        if w is not None and self.mean_by_weight:
-            count = w.sum()
-        else:
-            count = loss.size
-        out = _reduce(xp, loss, self.reduction, count)
-        self.count = count
-        if self.needs_input_grad[0] or self.needs_input_grad[1]:
-            self.slope = slope if w is None else w * slope
-        if w is not None and self.needs_input_grad[2]:
-            self.elementwise, self.out = elementwise, out
-        return out
-
-    def backward(self, g):
-        xp = backend.get_array_module(g)
-        scale = _per_element(xp, g, self.reduction, self.count)
-        gx = gy = gw = None
-        if self.needs_input_grad[0] or self.needs_input_grad[1]:
-            grad = (scale * self.slope).astype(g.dtype, copy=False)
-            gx = grad if self.needs_input_grad[0] else None
-            gy = -grad if self.needs_input_grad[1] else None
-        if self.needs_input_grad[2]:
-            gw = scale * self.elementwise
-            if self.reduction == "mean" and self.mean_by_weight:
-                # d/dw_i of Σ w ℓ / Σ w is (ℓ_i - mean) / Σ w
-                gw = gw - scale * self.out
-            gw = xp.broadcast_to(gw, self.elementwise.shape).astype(g.dtype)
-        return gx, gy, gw
-
-
 def _pointwise_terms(xp, kind, d, param):
     """ℓ(d) and ℓ'(d) for the regression losses."""
     if kind == "mse":
@@ -351,7 +352,7 @@ def _pointwise_terms(xp, kind, d, param):
             xp.clip(d, -delta, delta))
 
 
-# ----------------------------------------------------------- binary losses
+# ------------------------------------------------------------------ binary losses
 
 def binary_cross_entropy(input, target, weight=None, *, reduction="mean"):
     """Binary cross-entropy of probabilities ``input`` in [0, 1]
@@ -379,30 +380,6 @@ def binary_cross_entropy(input, target, weight=None, *, reduction="mean"):
                          f"logits)")
     w = _broadcast_constant("binary_cross_entropy", "weight", weight, x)
     return BinaryCrossEntropy(w, reduction)(x, y)
-
-
-def binary_cross_entropy_with_logits(input, target, weight=None, *, reduction="mean",
-                                     pos_weight=None):
-    """Sigmoid + binary cross-entropy in one stable step
-    (``torch.nn.functional.binary_cross_entropy_with_logits``).
-
-    With σ the sigmoid, p = ``pos_weight`` (broadcast along the last dimension, the
-    classes; 1 if None) and w = ``weight``:
-
-        loss = w · (p · y · (-log σ(x)) + (1 - y) · (-log(1 - σ(x))))
-             = w · ((1 - y) · x + (1 + (p - 1) y) · softplus(-x))
-        softplus(-x) = max(-x, 0) + log(1 + e^(-|x|)):  no overflow, logits of ±1000 are fine.
-        dL/dx = s · w · (σ(x) (1 + (p - 1) y) - p y)
-        dL/dy = s · w · (p · softplus(-x) - softplus(x))
-    """
-    x = _float_input("binary_cross_entropy_with_logits", input)
-    y = as_tensor(target)
-    _check_reduction("binary_cross_entropy_with_logits", reduction)
-    _check_binary_target("binary_cross_entropy_with_logits", x, y)
-    y = y.to(dtype=x.dtype)
-    w = _broadcast_constant("binary_cross_entropy_with_logits", "weight", weight, x)
-    pw = _broadcast_constant("binary_cross_entropy_with_logits", "pos_weight", pos_weight, x)
-    return BCEWithLogits(w, pw, reduction)(x, y)
 
 
 class BinaryCrossEntropy(Function):
@@ -436,6 +413,30 @@ class BinaryCrossEntropy(Function):
         if self.needs_input_grad[1]:
             gy = xp.broadcast_to(scale * self.log_ratio, self.log_ratio.shape).astype(g.dtype)
         return gx, gy
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, *, reduction="mean",
+                                     pos_weight=None):
+    """Sigmoid + binary cross-entropy in one stable step
+    (``torch.nn.functional.binary_cross_entropy_with_logits``).
+
+    With σ the sigmoid, p = ``pos_weight`` (broadcast along the last dimension, the
+    classes; 1 if None) and w = ``weight``:
+
+        loss = w · (p · y · (-log σ(x)) + (1 - y) · (-log(1 - σ(x))))
+             = w · ((1 - y) · x + (1 + (p - 1) y) · softplus(-x))
+        softplus(-x) = max(-x, 0) + log(1 + e^(-|x|)):  no overflow, logits of ±1000 are fine.
+        dL/dx = s · w · (σ(x) (1 + (p - 1) y) - p y)
+        dL/dy = s · w · (p · softplus(-x) - softplus(x))
+    """
+    x = _float_input("binary_cross_entropy_with_logits", input)
+    y = as_tensor(target)
+    _check_reduction("binary_cross_entropy_with_logits", reduction)
+    _check_binary_target("binary_cross_entropy_with_logits", x, y)
+    y = y.to(dtype=x.dtype)
+    w = _broadcast_constant("binary_cross_entropy_with_logits", "weight", weight, x)
+    pw = _broadcast_constant("binary_cross_entropy_with_logits", "pos_weight", pos_weight, x)
+    return BCEWithLogits(w, pw, reduction)(x, y)
 
 
 class BCEWithLogits(Function):
@@ -480,7 +481,7 @@ class BCEWithLogits(Function):
         return gx, gy
 
 
-# ------------------------------------------------------------------------- helpers
+# ------------------------------------------------------------------------ helpers
 
 def _check_reduction(op, reduction):
     if reduction not in _REDUCTIONS:

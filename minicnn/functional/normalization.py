@@ -330,32 +330,6 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     return LocalResponseNorm(int(size), float(alpha), float(beta), float(k), spatial=False)(x)
 
 
-def local_response_norm_spatial(input, size, alpha=1e-4, beta=0.75, k=1.0):
-    """Local response normalisation *within* each channel, over a spatial neighbourhood:
-    the "rnorm" layer of cuda-convnet and Caffe's ``WITHIN_CHANNEL`` LRN, as used by
-    AlexNet-era CIFAR-10 nets (e.g. Caffe's cifar10_full: size 3, α = 5e-5, β = 0.75).
-    Krizhevsky et al. 2012 use the cross-channel form. torch has no counterpart.
-
-        b[n, c, h, w] = a[n, c, h, w] / d[n, c, h, w]^β,
-        d[n, c, h, w] = k + α/n² · Σ_{(h', w') ∈ window(h, w)} a[n, c, h', w']²
-
-    The window is n × n (n = ``size``), zero-padded, placed along each spatial axis as
-    torch places its channel window (n//2 before, (n-1)//2 after). NOTE: α is divided by
-    the number of window elements, n² here (n for (N, C, L) input, n³ for (N, C, D, H, W)):
-    α scales the *mean* square over the window, the same convention as torch's α/n
-    across channels, and Caffe's.
-
-    Shapes: input (N, C, *) with at least 3 dimensions, output as input.
-    Gradient, with s = α/n² and W(j) the window of position j:
-
-        dx_i = g_i d_i^-β - 2βs · a_i · Σ_{j : i ∈ W(j)} g_j a_j d_j^(-β-1)
-    """
-    x = _lrn_input("local_response_norm_spatial", input, size)
-    if x.numel() == 0:
-        return x
-    return LocalResponseNorm(int(size), float(alpha), float(beta), float(k), spatial=True)(x)
-
-
 class LocalResponseNorm(Function):
     def __init__(self, size, alpha, beta, k, spatial):
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
@@ -381,6 +355,32 @@ class LocalResponseNorm(Function):
         t = g * self.x / (self.d_pow * self.d)
         back = self._window_sum(t, _lrn.transposed_before(self.size, self.before))
         return g / self.d_pow - (2 * self.beta * self.scale) * self.x * back
+
+
+def local_response_norm_spatial(input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Local response normalisation *within* each channel, over a spatial neighbourhood:
+    the "rnorm" layer of cuda-convnet and Caffe's ``WITHIN_CHANNEL`` LRN, as used by
+    AlexNet-era CIFAR-10 nets (e.g. Caffe's cifar10_full: size 3, α = 5e-5, β = 0.75).
+    Krizhevsky et al. 2012 use the cross-channel form. torch has no counterpart.
+
+        b[n, c, h, w] = a[n, c, h, w] / d[n, c, h, w]^β,
+        d[n, c, h, w] = k + α/n² · Σ_{(h', w') ∈ window(h, w)} a[n, c, h', w']²
+
+    The window is n × n (n = ``size``), zero-padded, placed along each spatial axis as
+    torch places its channel window (n//2 before, (n-1)//2 after). NOTE: α is divided by
+    the number of window elements, n² here (n for (N, C, L) input, n³ for (N, C, D, H, W)):
+    α scales the *mean* square over the window, the same convention as torch's α/n
+    across channels, and Caffe's.
+
+    Shapes: input (N, C, *) with at least 3 dimensions, output as input.
+    Gradient, with s = α/n² and W(j) the window of position j:
+
+        dx_i = g_i d_i^-β - 2βs · a_i · Σ_{j : i ∈ W(j)} g_j a_j d_j^(-β-1)
+    """
+    x = _lrn_input("local_response_norm_spatial", input, size)
+    if x.numel() == 0:
+        return x
+    return LocalResponseNorm(int(size), float(alpha), float(beta), float(k), spatial=True)(x)
 
 
 # ======================================================================== helpers

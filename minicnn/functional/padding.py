@@ -23,6 +23,7 @@ from ..autograd import Function, as_tensor
 
 __all__ = ["pad"]
 
+
 _MODES = ("constant", "reflect", "replicate", "circular")
 
 
@@ -83,29 +84,6 @@ def pad(input, pad, mode="constant", value=None):
     return IndexPad(indices)(x)
 
 
-def source_index(mode, n, before, after):
-    """For one padded dimension of size n: the input position each output position reads.
-
-    Output position k corresponds to input position j = k - before, brought into [0, n):
-    reflect mirrors about the end elements (-1 -> 1, n -> n - 2), replicate clamps,
-    circular wraps. Returns a Python list of length n + before + after.
-    """
-    out = []
-    for k in range(n + before + after):
-        j = k - before
-        if mode == "reflect":
-            if j < 0:
-                j = -j
-            elif j > n - 1:
-                j = 2 * (n - 1) - j
-        elif mode == "replicate":
-            j = min(max(j, 0), n - 1)
-        else:                       # circular
-            j %= n
-        out.append(j)
-    return out
-
-
 class ConstantPad(Function):
     def __init__(self, widths, value):
         self.widths, self.value = widths, value
@@ -150,6 +128,31 @@ class IndexPad(Function):
         for d in reversed(list(self.indices)):
             g = take_backward(xp, g, self.indices[d], self.in_shape[d], d)
         return g
+
+
+# ------------------------------------------------------------------------ helpers
+
+def source_index(mode, n, before, after):
+    """For one padded dimension of size n: the input position each output position reads.
+
+    Output position k corresponds to input position j = k - before, brought into [0, n):
+    reflect mirrors about the end elements (-1 -> 1, n -> n - 2), replicate clamps,
+    circular wraps. Returns a Python list of length n + before + after.
+    """
+    out = []
+    for k in range(n + before + after):
+        j = k - before
+        if mode == "reflect":
+            if j < 0:
+                j = -j
+            elif j > n - 1:
+                j = 2 * (n - 1) - j
+        elif mode == "replicate":
+            j = min(max(j, 0), n - 1)
+        else:                       # circular
+            j %= n
+        out.append(j)
+    return out
 
 
 def take(xp, x, index, axis):

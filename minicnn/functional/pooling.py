@@ -35,6 +35,19 @@ __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool
            "max_unpool2d"]
 
 
+class _Pool(Function):
+    """What the pooling Functions share: unbatched (C, H, W) input gets a batch axis on
+    the way in (a view) and loses it on the way out; the gradient likewise."""
+
+    unbatched = False
+
+    def _batch(self, a):
+        return a[None] if self.unbatched else a
+
+    def _strip(self, a):
+        return a[0] if self.unbatched else a
+
+
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """The maximum over each (dilated) KH×KW window, as ``torch.nn.functional.max_pool2d``::
@@ -71,6 +84,40 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     out_size = _output_size(op, x, kernel, stride, padding, dilation, ceil_mode)
     _check_windows_reach_input(op, x, out_size, kernel, stride, padding, dilation)
     return MaxPool2d(kernel, stride, padding, dilation, out_size, bool(return_indices))(x)
+
+
+class MaxPool2d(_Pool):
+    def __init__(self, kernel, stride, padding, dilation, out_size, return_indices):
+        self.window = (kernel, stride, padding, dilation)
+        self.out_size, self.return_indices = out_size, return_indices
+
+    def forward(self, x):
+        self.unbatched = x.ndim == 3
+        x = self._batch(x)
+        need_grad = self.needs_input_grad[0]
+        with_argmax = need_grad or self.return_indices
+        self.fast = dispatch.use_fast(x)
+        if self.fast:
+            out, argmax = numba_pool.max_pool2d_forward(x, *self.window, self.out_size,
+                                                        with_argmax=with_argmax)
+        else:
+            out, argmax = _kp.max_pool2d_forward(x, *self.window, self.out_size,
+                                                 with_argmax=with_argmax)
+        if need_grad:
+            # the winning kernel offset per output, one byte each for kernels up to 16x16
+            self.argmax, self.in_shape = argmax, x.shape
+        if not self.return_indices:
+            return self._strip(out)
+        indices = _kp.max_pool2d_indices(argmax, x.shape[2:], *self.window)
+        return self._strip(out), self._strip(indices)
+
+    def backward(self, g, g_indices=None):
+        g = self._batch(g)
+        if self.fast:
+            gx = numba_pool.max_pool2d_backward(g, self.argmax, self.in_shape, *self.window)
+        else:
+            gx = _kp.max_pool2d_backward(g, self.argmax, self.in_shape, *self.window)
+        return self._strip(gx)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -115,6 +162,31 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                      divisor_override)(x)
 
 
+class AvgPool2d(_Pool):
+    def __init__(self, kernel, stride, padding, out_size, count_include_pad,
+                 divisor_override):
+        self.window = (kernel, stride, padding)
+        self.out_size = out_size
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        self.unbatched = x.ndim == 3
+        x = self._batch(x)
+        kernel, stride, padding = self.window
+        # (OH, OW) divisors, or the override: small, kept for backward
+        self.divisor = _kp.avg_pool2d_divisor(x.shape[2:], self.out_size, kernel, stride,
+                                              padding, self.count_include_pad,
+                                              self.divisor_override, x.dtype, xp)
+        self.in_shape = x.shape
+        return self._strip(_kp.avg_pool2d_forward(x, kernel, stride, padding, self.out_size,
+                                                  self.divisor))
+
+    def backward(self, grad):
+        return self._strip(_kp.avg_pool2d_backward(self._batch(grad), self.in_shape,
+                                                   *self.window, self.divisor))
+
+
 def adaptive_avg_pool2d(input, output_size):
     """The mean over OH×OW windows that tile the input, whatever its size, as
     ``torch.nn.functional.adaptive_avg_pool2d``. Output row i covers input rows
@@ -138,6 +210,20 @@ def adaptive_avg_pool2d(input, output_size):
     return AdaptiveAvgPool2d(_adaptive_size(op, x, output_size))(x)
 
 
+class AdaptiveAvgPool2d(_Pool):
+    def __init__(self, out_size):
+        self.out_size = out_size
+
+    def forward(self, x):
+        self.unbatched = x.ndim == 3
+        x = self._batch(x)
+        self.in_shape = x.shape
+        return self._strip(_kp.adaptive_avg_pool2d_forward(x, self.out_size))
+
+    def backward(self, grad):
+        return self._strip(_kp.adaptive_avg_pool2d_backward(self._batch(grad), self.in_shape))
+
+
 def adaptive_max_pool2d(input, output_size, return_indices=False):
     """The maximum over the adaptive windows of :func:`adaptive_avg_pool2d`, as
     ``torch.nn.functional.adaptive_max_pool2d``.
@@ -154,6 +240,28 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     x = as_tensor(input)
     _check_input(op, x)
     return AdaptiveMaxPool2d(_adaptive_size(op, x, output_size), bool(return_indices))(x)
+
+
+class AdaptiveMaxPool2d(_Pool):
+    def __init__(self, out_size, return_indices):
+        self.out_size, self.return_indices = out_size, return_indices
+
+    def forward(self, x):
+        self.unbatched = x.ndim == 3
+        x = self._batch(x)
+        need_grad = self.needs_input_grad[0]
+        out, saved = _kp.adaptive_max_pool2d_forward(
+            x, self.out_size, with_argmax=need_grad or self.return_indices)
+        if need_grad:
+            # winning offsets of the W stage (N, C, H, OW) and the H stage (N, C, OH, OW)
+            self.saved, self.in_shape = saved, x.shape
+        if not self.return_indices:
+            return self._strip(out)
+        return self._strip(out), self._strip(_kp.adaptive_max_pool2d_indices(saved, x.shape[2:]))
+
+    def backward(self, grad, grad_indices=None):
+        return self._strip(_kp.adaptive_max_pool2d_backward(self._batch(grad), self.saved,
+                                                            self.in_shape))
 
 
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
@@ -212,116 +320,6 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     return MaxUnpool2d(out_size)(x, idx)
 
 
-# ---------------------------------------------------------------------- Functions
-
-class _Pool(Function):
-    """What the pooling Functions share: unbatched (C, H, W) input gets a batch axis on
-    the way in (a view) and loses it on the way out; the gradient likewise."""
-
-    unbatched = False
-
-    def _batch(self, a):
-        return a[None] if self.unbatched else a
-
-    def _strip(self, a):
-        return a[0] if self.unbatched else a
-
-
-class MaxPool2d(_Pool):
-    def __init__(self, kernel, stride, padding, dilation, out_size, return_indices):
-        self.window = (kernel, stride, padding, dilation)
-        self.out_size, self.return_indices = out_size, return_indices
-
-    def forward(self, x):
-        self.unbatched = x.ndim == 3
-        x = self._batch(x)
-        need_grad = self.needs_input_grad[0]
-        with_argmax = need_grad or self.return_indices
-        self.fast = dispatch.use_fast(x)
-        if self.fast:
-            out, argmax = numba_pool.max_pool2d_forward(x, *self.window, self.out_size,
-                                                        with_argmax=with_argmax)
-        else:
-            out, argmax = _kp.max_pool2d_forward(x, *self.window, self.out_size,
-                                                 with_argmax=with_argmax)
-        if need_grad:
-            # the winning kernel offset per output, one byte each for kernels up to 16x16
-            self.argmax, self.in_shape = argmax, x.shape
-        if not self.return_indices:
-            return self._strip(out)
-        indices = _kp.max_pool2d_indices(argmax, x.shape[2:], *self.window)
-        return self._strip(out), self._strip(indices)
-
-    def backward(self, g, g_indices=None):
-        g = self._batch(g)
-        if self.fast:
-            gx = numba_pool.max_pool2d_backward(g, self.argmax, self.in_shape, *self.window)
-        else:
-            gx = _kp.max_pool2d_backward(g, self.argmax, self.in_shape, *self.window)
-        return self._strip(gx)
-
-
-class AvgPool2d(_Pool):
-    def __init__(self, kernel, stride, padding, out_size, count_include_pad,
-                 divisor_override):
-        self.window = (kernel, stride, padding)
-        self.out_size = out_size
-        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
-
-    def forward(self, x):
-        xp = backend.get_array_module(x)
-        self.unbatched = x.ndim == 3
-        x = self._batch(x)
-        kernel, stride, padding = self.window
-        # (OH, OW) divisors, or the override: small, kept for backward
-        self.divisor = _kp.avg_pool2d_divisor(x.shape[2:], self.out_size, kernel, stride,
-                                              padding, self.count_include_pad,
-                                              self.divisor_override, x.dtype, xp)
-        self.in_shape = x.shape
-        return self._strip(_kp.avg_pool2d_forward(x, kernel, stride, padding, self.out_size,
-                                                  self.divisor))
-
-    def backward(self, grad):
-        return self._strip(_kp.avg_pool2d_backward(self._batch(grad), self.in_shape,
-                                                   *self.window, self.divisor))
-
-
-class AdaptiveAvgPool2d(_Pool):
-    def __init__(self, out_size):
-        self.out_size = out_size
-
-    def forward(self, x):
-        self.unbatched = x.ndim == 3
-        x = self._batch(x)
-        self.in_shape = x.shape
-        return self._strip(_kp.adaptive_avg_pool2d_forward(x, self.out_size))
-
-    def backward(self, grad):
-        return self._strip(_kp.adaptive_avg_pool2d_backward(self._batch(grad), self.in_shape))
-
-
-class AdaptiveMaxPool2d(_Pool):
-    def __init__(self, out_size, return_indices):
-        self.out_size, self.return_indices = out_size, return_indices
-
-    def forward(self, x):
-        self.unbatched = x.ndim == 3
-        x = self._batch(x)
-        need_grad = self.needs_input_grad[0]
-        out, saved = _kp.adaptive_max_pool2d_forward(
-            x, self.out_size, with_argmax=need_grad or self.return_indices)
-        if need_grad:
-            # winning offsets of the W stage (N, C, H, OW) and the H stage (N, C, OH, OW)
-            self.saved, self.in_shape = saved, x.shape
-        if not self.return_indices:
-            return self._strip(out)
-        return self._strip(out), self._strip(_kp.adaptive_max_pool2d_indices(saved, x.shape[2:]))
-
-    def backward(self, grad, grad_indices=None):
-        return self._strip(_kp.adaptive_max_pool2d_backward(self._batch(grad), self.saved,
-                                                            self.in_shape))
-
-
 class MaxUnpool2d(_Pool):
     def __init__(self, out_size):
         self.out_size = out_size
@@ -337,7 +335,7 @@ class MaxUnpool2d(_Pool):
         return self._strip(_kp.max_unpool2d_backward(self._batch(grad), self.indices)), None
 
 
-# ---------------------------------------------------------------- validation
+# ------------------------------------------------------------------------ helpers
 
 def _check_input(op, x, integers_ok=False):
     """3-D (C, H, W) or 4-D (N, C, H, W), non-empty except for the batch, numeric."""
@@ -456,4 +454,3 @@ def _unpool_size(op, output_size, default, stride):
                              f"must be strictly between {d - s} and {d + s} (default {d}, "
                              f"stride {s})")
     return size
-

@@ -15,23 +15,8 @@ from ..autograd import Function, as_tensor, _check_dim
 
 __all__ = ["sum", "mean", "amax", "amin", "max", "min", "var", "std", "argmax", "argmin"]
 
+
 MaxResult = collections.namedtuple("MaxResult", ["values", "indices"])
-
-
-def _axes(op, x, axis, dim):
-    """Normalise ``axis`` / ``dim`` (an int, a tuple, or None for all) to a sorted tuple."""
-    if axis is not None and dim is not None:
-        raise TypeError(f"{op}: give axis or dim, not both")
-    a = axis if axis is not None else dim
-    if a is None:
-        return None
-    items = a if isinstance(a, (tuple, list)) else (a,)
-    axes = sorted({_check_dim(op, i, x.ndim) for i in items})
-    return tuple(axes)
-
-
-def _keep(keepdims, keepdim):
-    return bool(keepdims if keepdim is None else keepdim)
 
 
 def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None):
@@ -40,126 +25,6 @@ def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None):
     if dtype is not None:
         x = x.to(dtype=dtype)
     return Sum(_axes("sum", x, axis, dim), _keep(keepdims, keepdim))(x)
-
-
-def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    """Arithmetic mean over ``axis``; the gradient is ``g / n`` at every element."""
-    x = as_tensor(x)
-    if x.dtype.kind != "f":
-        raise TypeError(f"mean: expected a floating-point tensor, got {x.dtype}")
-    return Mean(_axes("mean", x, axis, dim), _keep(keepdims, keepdim))(x)
-
-
-def amax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    """Largest value over ``axis``; ties share the gradient evenly (as ``torch.amax``)."""
-    x = as_tensor(x)
-    return Extreme(_axes("amax", x, axis, dim), _keep(keepdims, keepdim), "max")(x)
-
-
-def amin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    """Smallest value over ``axis``; ties share the gradient evenly (as ``torch.amin``)."""
-    x = as_tensor(x)
-    return Extreme(_axes("amin", x, axis, dim), _keep(keepdims, keepdim), "min")(x)
-
-
-def _max_or_min(kind, x, args, axis, keepdims, dim, keepdim):
-    x = as_tensor(x)
-    if args:
-        if len(args) > 2:
-            raise TypeError(f"{kind}: too many positional arguments")
-        if not isinstance(args[0], (int,)) and hasattr(args[0], "shape"):
-            # torch.max(a, b): elementwise
-            from .elementwise import maximum, minimum
-            return (maximum if kind == "max" else minimum)(x, args[0])
-        dim = args[0]
-        if len(args) == 2:
-            keepdim = args[1]
-    if dim is not None:
-        # torch convention: a dim gives (values, indices); the gradient goes to the index
-        d = _check_dim(kind, dim, x.ndim)
-        values, indices = SelectExtreme(d, _keep(keepdims, keepdim), kind)(x)
-        return MaxResult(values, indices)
-    reducer = amax if kind == "max" else amin
-    return reducer(x, axis=axis, keepdims=keepdims)
-
-
-def max(x, *args, axis=None, keepdims=False, dim=None, keepdim=None):
-    """``max(x)`` / ``max(x, axis=1)``: the largest values (NumPy style, ties share the
-    gradient). ``max(x, 1)`` / ``max(x, dim=1)``: ``(values, indices)`` as in torch, the
-    gradient going to the returned index. ``max(a, b)``: elementwise maximum."""
-    return _max_or_min("max", x, args, axis, keepdims, dim, keepdim)
-
-
-def min(x, *args, axis=None, keepdims=False, dim=None, keepdim=None):
-    """The mirror of :func:`max`."""
-    return _max_or_min("min", x, args, axis, keepdims, dim, keepdim)
-
-
-def var(x, axis=None, keepdims=False, *, dim=None, keepdim=None, correction=None,
-        unbiased=None, ddof=None):
-    """Variance ``sum((x - mean)^2) / (n - correction)``.
-
-    As in torch the default is the unbiased estimator (``correction=1``); pass
-    ``correction=0`` (or ``unbiased=False``, or NumPy's ``ddof=0``) for the biased one.
-    """
-    x = as_tensor(x)
-    if x.dtype.kind != "f":
-        raise TypeError(f"var: expected a floating-point tensor, got {x.dtype}")
-    given = [c for c in (correction, ddof) if c is not None]
-    if unbiased is not None:
-        given.append(1 if unbiased else 0)
-    if len(given) > 1:
-        raise TypeError("var: give only one of correction, unbiased and ddof")
-    corr = given[0] if given else 1
-    return Var(_axes("var", x, axis, dim), _keep(keepdims, keepdim), corr)(x)
-
-
-def std(x, axis=None, keepdims=False, *, dim=None, keepdim=None, correction=None,
-        unbiased=None, ddof=None):
-    """Standard deviation, the square root of :func:`var` (same arguments)."""
-    from .elementwise import sqrt
-    return sqrt(var(x, axis, keepdims, dim=dim, keepdim=keepdim, correction=correction,
-                    unbiased=unbiased, ddof=ddof))
-
-
-def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    """Index of the largest value (over the flattened tensor when no axis is given)."""
-    return _arg("argmax", x, axis, keepdims, dim, keepdim)
-
-
-def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    """Index of the smallest value."""
-    return _arg("argmin", x, axis, keepdims, dim, keepdim)
-
-
-def _arg(op, x, axis, keepdims, dim, keepdim):
-    from ..autograd import Tensor
-    x = as_tensor(x)
-    axes = _axes(op, x, axis, dim)
-    xp = backend.get_array_module(x.array)
-    if axes is None:
-        out = getattr(xp, op)(x.array)
-        return Tensor._wrap(xp.asarray(out, dtype="int64"))
-    out = getattr(xp, op)(x.array, axis=axes[0], keepdims=_keep(keepdims, keepdim))
-    return Tensor._wrap(out.astype("int64"))
-
-
-# ---------------------------------------------------------------------- Functions
-
-def _restore(g, in_shape, axes, keepdims):
-    """Give ``g`` back the reduced axes (size 1) so it broadcasts against the input."""
-    if axes is None:
-        return g.reshape((1,) * len(in_shape))
-    if not keepdims:
-        shape = list(g.shape)
-        for a in axes:
-            shape.insert(a, 1)
-        g = g.reshape(shape)
-    return g
-
-
-def _count(shape, axes):
-    return math.prod(shape) if axes is None else math.prod(shape[a] for a in axes)
 
 
 class Sum(Function):
@@ -178,6 +43,14 @@ class Sum(Function):
         return xp.broadcast_to(g, self.in_shape)
 
 
+def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Arithmetic mean over ``axis``; the gradient is ``g / n`` at every element."""
+    x = as_tensor(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"mean: expected a floating-point tensor, got {x.dtype}")
+    return Mean(_axes("mean", x, axis, dim), _keep(keepdims, keepdim))(x)
+
+
 class Mean(Function):
     def __init__(self, axes, keepdims):
         self.axes, self.keepdims = axes, keepdims
@@ -192,6 +65,12 @@ class Mean(Function):
         g = _restore(g, self.in_shape, self.axes, self.keepdims)
         n = _count(self.in_shape, self.axes)
         return xp.broadcast_to(g / n, self.in_shape)
+
+
+def amax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Largest value over ``axis``; ties share the gradient evenly (as ``torch.amax``)."""
+    x = as_tensor(x)
+    return Extreme(_axes("amax", x, axis, dim), _keep(keepdims, keepdim), "max")(x)
 
 
 class Extreme(Function):
@@ -214,6 +93,19 @@ class Extreme(Function):
         g = _restore(g, self.in_shape, self.axes, self.keepdims)
         share = self.hits / self.hits.sum(axis=self.axes, keepdims=True)
         return (g * share).astype(g.dtype, copy=False)
+
+
+def amin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Smallest value over ``axis``; ties share the gradient evenly (as ``torch.amin``)."""
+    x = as_tensor(x)
+    return Extreme(_axes("amin", x, axis, dim), _keep(keepdims, keepdim), "min")(x)
+
+
+def max(x, *args, axis=None, keepdims=False, dim=None, keepdim=None):
+    """``max(x)`` / ``max(x, axis=1)``: the largest values (NumPy style, ties share the
+    gradient). ``max(x, 1)`` / ``max(x, dim=1)``: ``(values, indices)`` as in torch, the
+    gradient going to the returned index. ``max(a, b)``: elementwise maximum."""
+    return _max_or_min("max", x, args, axis, keepdims, dim, keepdim)
 
 
 class SelectExtreme(Function):
@@ -245,6 +137,30 @@ class SelectExtreme(Function):
         return (positions == self.idx) * g
 
 
+def min(x, *args, axis=None, keepdims=False, dim=None, keepdim=None):
+    """The mirror of :func:`max`."""
+    return _max_or_min("min", x, args, axis, keepdims, dim, keepdim)
+
+
+def var(x, axis=None, keepdims=False, *, dim=None, keepdim=None, correction=None,
+        unbiased=None, ddof=None):
+    """Variance ``sum((x - mean)^2) / (n - correction)``.
+
+    As in torch the default is the unbiased estimator (``correction=1``); pass
+    ``correction=0`` (or ``unbiased=False``, or NumPy's ``ddof=0``) for the biased one.
+    """
+    x = as_tensor(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"var: expected a floating-point tensor, got {x.dtype}")
+    given = [c for c in (correction, ddof) if c is not None]
+    if unbiased is not None:
+        given.append(1 if unbiased else 0)
+    if len(given) > 1:
+        raise TypeError("var: give only one of correction, unbiased and ddof")
+    corr = given[0] if given else 1
+    return Var(_axes("var", x, axis, dim), _keep(keepdims, keepdim), corr)(x)
+
+
 class Var(Function):
     def __init__(self, axes, keepdims, correction):
         self.axes, self.keepdims, self.correction = axes, keepdims, correction
@@ -264,3 +180,87 @@ class Var(Function):
         g = _restore(g, self.in_shape, self.axes, self.keepdims)
         return (2 / self.denom) * self.centered * g
 
+
+def std(x, axis=None, keepdims=False, *, dim=None, keepdim=None, correction=None,
+        unbiased=None, ddof=None):
+    """Standard deviation, the square root of :func:`var` (same arguments)."""
+    from .elementwise import sqrt
+    return sqrt(var(x, axis, keepdims, dim=dim, keepdim=keepdim, correction=correction,
+                    unbiased=unbiased, ddof=ddof))
+
+
+def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Index of the largest value (over the flattened tensor when no axis is given)."""
+    return _arg("argmax", x, axis, keepdims, dim, keepdim)
+
+
+def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Index of the smallest value."""
+    return _arg("argmin", x, axis, keepdims, dim, keepdim)
+
+
+# ------------------------------------------------------------------------ helpers
+
+def _axes(op, x, axis, dim):
+    """Normalise ``axis`` / ``dim`` (an int, a tuple, or None for all) to a sorted tuple."""
+    if axis is not None and dim is not None:
+        raise TypeError(f"{op}: give axis or dim, not both")
+    a = axis if axis is not None else dim
+    if a is None:
+        return None
+    items = a if isinstance(a, (tuple, list)) else (a,)
+    axes = sorted({_check_dim(op, i, x.ndim) for i in items})
+    return tuple(axes)
+
+
+def _keep(keepdims, keepdim):
+    return bool(keepdims if keepdim is None else keepdim)
+
+
+def _max_or_min(kind, x, args, axis, keepdims, dim, keepdim):
+    x = as_tensor(x)
+    if args:
+        if len(args) > 2:
+            raise TypeError(f"{kind}: too many positional arguments")
+        if not isinstance(args[0], (int,)) and hasattr(args[0], "shape"):
+            # torch.max(a, b): elementwise
+            from .elementwise import maximum, minimum
+            return (maximum if kind == "max" else minimum)(x, args[0])
+        dim = args[0]
+        if len(args) == 2:
+            keepdim = args[1]
+    if dim is not None:
+        # torch convention: a dim gives (values, indices); the gradient goes to the index
+        d = _check_dim(kind, dim, x.ndim)
+        values, indices = SelectExtreme(d, _keep(keepdims, keepdim), kind)(x)
+        return MaxResult(values, indices)
+    reducer = amax if kind == "max" else amin
+    return reducer(x, axis=axis, keepdims=keepdims)
+
+
+def _arg(op, x, axis, keepdims, dim, keepdim):
+    from ..autograd import Tensor
+    x = as_tensor(x)
+    axes = _axes(op, x, axis, dim)
+    xp = backend.get_array_module(x.array)
+    if axes is None:
+        out = getattr(xp, op)(x.array)
+        return Tensor._wrap(xp.asarray(out, dtype="int64"))
+    out = getattr(xp, op)(x.array, axis=axes[0], keepdims=_keep(keepdims, keepdim))
+    return Tensor._wrap(out.astype("int64"))
+
+
+def _restore(g, in_shape, axes, keepdims):
+    """Give ``g`` back the reduced axes (size 1) so it broadcasts against the input."""
+    if axes is None:
+        return g.reshape((1,) * len(in_shape))
+    if not keepdims:
+        shape = list(g.shape)
+        for a in axes:
+            shape.insert(a, 1)
+        g = g.reshape(shape)
+    return g
+
+
+def _count(shape, axes):
+    return math.prod(shape) if axes is None else math.prod(shape[a] for a in axes)

@@ -19,17 +19,6 @@ __all__ = ["reshape", "view", "transpose", "permute", "flatten", "squeeze", "uns
            "split", "chunk", "movedim"]
 
 
-def _shape_arg(op, shape):
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
-    shape = tuple(int(s) for s in shape)
-    if sum(1 for s in shape if s == -1) > 1:
-        raise ValueError(f"{op}: only one dimension can be -1, got shape {shape}")
-    if any(s < -1 for s in shape):
-        raise ValueError(f"{op}: invalid shape {shape}")
-    return shape
-
-
 def reshape(x, *shape):
     """Same values in a new shape; one dimension may be -1 (inferred)."""
     x = as_tensor(x)
@@ -44,6 +33,18 @@ def reshape(x, *shape):
 
 
 view = reshape
+
+
+class Reshape(Function):
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.reshape(self.shape)
+
+    def backward(self, g):
+        return g.reshape(self.in_shape)
 
 
 def flatten(x, start_dim=0, end_dim=-1):
@@ -96,6 +97,18 @@ def permute(x, *dims):
     return Permute(dims)(x)
 
 
+class Permute(Function):
+    def __init__(self, dims):
+        self.dims = dims
+
+    def forward(self, x):
+        return x.transpose(self.dims)
+
+    def backward(self, g):
+        # the inverse permutation: where each input axis went
+        return g.transpose(tuple(sorted(range(len(self.dims)), key=self.dims.__getitem__)))
+
+
 def transpose(x, dim0=0, dim1=1):
     """Swap two dimensions."""
     x = as_tensor(x)
@@ -133,6 +146,20 @@ def expand(x, *shape):
     return BroadcastTo(full)(x)
 
 
+class BroadcastTo(Function):
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        self.in_shape = x.shape
+        return xp.broadcast_to(x, self.shape)
+
+    def backward(self, g):
+        from ..autograd import unbroadcast
+        return unbroadcast(g, self.in_shape)
+
+
 def broadcast_to(x, shape):
     return expand(x, tuple(shape))
 
@@ -151,6 +178,26 @@ def getitem(x, index):
                          f"{tuple(x.shape)} ({exc})") from None
 
 
+class GetItem(Function):
+    def __init__(self, index):
+        self.index = index
+
+    def forward(self, x):
+        self.in_shape, self.dtype = x.shape, x.dtype
+        out = x[self.index]
+        xp = backend.get_array_module(x)
+        return xp.asarray(out)   # an integer index yields a 0-d array, not a scalar
+
+    def backward(self, g):
+        xp = backend.get_array_module(g)
+        grad = xp.zeros(self.in_shape, dtype=g.dtype)
+        if _has_advanced(self.index):
+            backend.scatter_add(grad, self.index, g)   # repeated indices add up
+        else:
+            grad[self.index] = g
+        return grad
+
+
 def index_put(x, index, value):
     """A copy of ``x`` with ``x[index] = value`` (the differentiable form of item assignment)."""
     x = as_tensor(x)
@@ -158,6 +205,28 @@ def index_put(x, index, value):
     if value.dtype != x.dtype:
         value = value.to(dtype=x.dtype)
     return IndexPut(_index_for(x, index))(x, value)
+
+
+class IndexPut(Function):
+    def __init__(self, index):
+        self.index = index
+
+    def forward(self, x, value):
+        out = x.copy()
+        out[self.index] = value
+        self.value_shape = value.shape
+        return out
+
+    def backward(self, g):
+        gx = None
+        if self.needs_input_grad[0]:
+            gx = g.copy()
+            gx[self.index] = 0          # overwritten entries did not reach the output
+        gv = None
+        if self.needs_input_grad[1]:
+            from ..autograd import unbroadcast
+            gv = unbroadcast(g[self.index], self.value_shape)
+        return gx, gv
 
 
 def cat(tensors, dim=0):
@@ -177,6 +246,20 @@ def cat(tensors, dim=0):
 
 
 concatenate = cat
+
+
+class Concat(Function):
+    def __init__(self, dim):
+        self.dim = dim
+
+    def forward(self, *xs):
+        xp = backend.get_array_module(*xs)
+        self.bounds = list(itertools.accumulate(x.shape[self.dim] for x in xs))[:-1]
+        return xp.concatenate(xs, axis=self.dim)
+
+    def backward(self, g):
+        xp = backend.get_array_module(g)
+        return tuple(xp.split(g, self.bounds, axis=self.dim))
 
 
 def stack(tensors, dim=0):
@@ -210,6 +293,19 @@ def split(x, split_size_or_sections, dim=0):
     return Split(d, sizes)(x)
 
 
+class Split(Function):
+    def __init__(self, dim, sizes):
+        self.dim, self.sizes = dim, sizes
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        return tuple(xp.split(x, list(itertools.accumulate(self.sizes))[:-1], axis=self.dim))
+
+    def backward(self, *grads):
+        xp = backend.get_array_module(*grads)
+        return xp.concatenate(grads, axis=self.dim)
+
+
 def chunk(x, chunks, dim=0):
     """Cut into ``chunks`` pieces of equal size (the last may be smaller)."""
     x = as_tensor(x)
@@ -217,44 +313,17 @@ def chunk(x, chunks, dim=0):
     return split(x, max(1, -(-n // chunks)), dim)
 
 
-# ---------------------------------------------------------------------- Functions
+# ------------------------------------------------------------------------ helpers
 
-class Reshape(Function):
-    def __init__(self, shape):
-        self.shape = shape
-
-    def forward(self, x):
-        self.in_shape = x.shape
-        return x.reshape(self.shape)
-
-    def backward(self, g):
-        return g.reshape(self.in_shape)
-
-
-class Permute(Function):
-    def __init__(self, dims):
-        self.dims = dims
-
-    def forward(self, x):
-        return x.transpose(self.dims)
-
-    def backward(self, g):
-        # the inverse permutation: where each input axis went
-        return g.transpose(tuple(sorted(range(len(self.dims)), key=self.dims.__getitem__)))
-
-
-class BroadcastTo(Function):
-    def __init__(self, shape):
-        self.shape = shape
-
-    def forward(self, x):
-        xp = backend.get_array_module(x)
-        self.in_shape = x.shape
-        return xp.broadcast_to(x, self.shape)
-
-    def backward(self, g):
-        from ..autograd import unbroadcast
-        return unbroadcast(g, self.in_shape)
+def _shape_arg(op, shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    shape = tuple(int(s) for s in shape)
+    if sum(1 for s in shape if s == -1) > 1:
+        raise ValueError(f"{op}: only one dimension can be -1, got shape {shape}")
+    if any(s < -1 for s in shape):
+        raise ValueError(f"{op}: invalid shape {shape}")
+    return shape
 
 
 def _index_for(x, index):
@@ -276,72 +345,3 @@ def _has_advanced(index):
     items = index if isinstance(index, tuple) else (index,)
     return any(not isinstance(i, (int, np.integer, slice, type(None), type(Ellipsis)))
                for i in items)
-
-
-class GetItem(Function):
-    def __init__(self, index):
-        self.index = index
-
-    def forward(self, x):
-        self.in_shape, self.dtype = x.shape, x.dtype
-        out = x[self.index]
-        xp = backend.get_array_module(x)
-        return xp.asarray(out)   # an integer index yields a 0-d array, not a scalar
-
-    def backward(self, g):
-        xp = backend.get_array_module(g)
-        grad = xp.zeros(self.in_shape, dtype=g.dtype)
-        if _has_advanced(self.index):
-            backend.scatter_add(grad, self.index, g)   # repeated indices add up
-        else:
-            grad[self.index] = g
-        return grad
-
-
-class IndexPut(Function):
-    def __init__(self, index):
-        self.index = index
-
-    def forward(self, x, value):
-        out = x.copy()
-        out[self.index] = value
-        self.value_shape = value.shape
-        return out
-
-    def backward(self, g):
-        gx = None
-        if self.needs_input_grad[0]:
-            gx = g.copy()
-            gx[self.index] = 0          # overwritten entries did not reach the output
-        gv = None
-        if self.needs_input_grad[1]:
-            from ..autograd import unbroadcast
-            gv = unbroadcast(g[self.index], self.value_shape)
-        return gx, gv
-
-
-class Concat(Function):
-    def __init__(self, dim):
-        self.dim = dim
-
-    def forward(self, *xs):
-        xp = backend.get_array_module(*xs)
-        self.bounds = list(itertools.accumulate(x.shape[self.dim] for x in xs))[:-1]
-        return xp.concatenate(xs, axis=self.dim)
-
-    def backward(self, g):
-        xp = backend.get_array_module(g)
-        return tuple(xp.split(g, self.bounds, axis=self.dim))
-
-
-class Split(Function):
-    def __init__(self, dim, sizes):
-        self.dim, self.sizes = dim, sizes
-
-    def forward(self, x):
-        xp = backend.get_array_module(x)
-        return tuple(xp.split(x, list(itertools.accumulate(self.sizes))[:-1], axis=self.dim))
-
-    def backward(self, *grads):
-        xp = backend.get_array_module(*grads)
-        return xp.concatenate(grads, axis=self.dim)

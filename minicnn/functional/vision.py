@@ -23,6 +23,7 @@ from .padding import ConstantPad, take, take_backward
 
 __all__ = ["interpolate", "center_crop", "pixel_shuffle", "pixel_unshuffle"]
 
+
 _MODES = ("nearest", "nearest-exact", "bilinear")
 
 
@@ -81,6 +82,49 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     return Nearest(reads)(x)
 
 
+class Nearest(Function):
+    """Nearest-neighbour resampling: a gather along H, then along W."""
+
+    def __init__(self, reads):
+        self.reads = reads                  # per spatial dim: list of source positions
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        self.in_shape = x.shape
+        for axis, index in zip((2, 3), self.reads):
+            x = take(xp, x, index, axis)
+        return x                                                    # (N, C, OH, OW)
+
+    def backward(self, g):
+        xp = backend.get_array_module(g)
+        g = take_backward(xp, g, self.reads[1], self.in_shape[3], 3)    # (N, C, OH, W)
+        return take_backward(xp, g, self.reads[0], self.in_shape[2], 2)  # (N, C, H, W)
+
+
+class Bilinear(Function):
+    """Linear interpolation along H, then along W."""
+
+    def __init__(self, reads):
+        self.reads = reads                  # per spatial dim: (i0 list, i1 list, λ list)
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        self.in_shape = x.shape
+        for axis, (i0, i1, lam) in zip((2, 3), self.reads):
+            w1 = _along(xp, lam, axis, x.dtype)
+            x = take(xp, x, i0, axis) * (1 - w1) + take(xp, x, i1, axis) * w1
+        return x                                                    # (N, C, OH, OW)
+
+    def backward(self, g):
+        xp = backend.get_array_module(g)
+        for axis in (3, 2):
+            i0, i1, lam = self.reads[axis - 2]
+            w1 = _along(xp, lam, axis, g.dtype)
+            grad = take_backward(xp, g * (1 - w1), i0, self.in_shape[axis], axis)
+            g = take_backward(xp, g * w1, i1, self.in_shape[axis], axis, out=grad)
+        return g                                                    # (N, C, H, W)
+
+
 def center_crop(input, size):
     """The centre (h, w) of the last two dimensions, as torchvision's
     ``transforms.functional.center_crop`` (no torch.nn.functional twin).
@@ -133,6 +177,17 @@ def pixel_shuffle(input, upscale_factor):
     return PixelShuffle(r, inverse=False)(x)
 
 
+class PixelShuffle(Function):
+    def __init__(self, factor, inverse):
+        self.factor, self.inverse = factor, inverse
+
+    def forward(self, x):
+        return _unshuffle(x, self.factor) if self.inverse else _shuffle(x, self.factor)
+
+    def backward(self, g):
+        return _shuffle(g, self.factor) if self.inverse else _unshuffle(g, self.factor)
+
+
 def pixel_unshuffle(input, downscale_factor):
     """(*, C, H·r, W·r) -> (*, C·r², H, W), as ``torch.nn.functional.pixel_unshuffle``,
     the inverse of pixel_shuffle; its gradient is pixel_shuffle of the upstream gradient.
@@ -148,63 +203,7 @@ def pixel_unshuffle(input, downscale_factor):
     return PixelShuffle(r, inverse=True)(x)
 
 
-# ------------------------------------------------------------------------ Functions
-
-class Nearest(Function):
-    """Nearest-neighbour resampling: a gather along H, then along W."""
-
-    def __init__(self, reads):
-        self.reads = reads                  # per spatial dim: list of source positions
-
-    def forward(self, x):
-        xp = backend.get_array_module(x)
-        self.in_shape = x.shape
-        for axis, index in zip((2, 3), self.reads):
-            x = take(xp, x, index, axis)
-        return x                                                    # (N, C, OH, OW)
-
-    def backward(self, g):
-        xp = backend.get_array_module(g)
-        g = take_backward(xp, g, self.reads[1], self.in_shape[3], 3)    # (N, C, OH, W)
-        return take_backward(xp, g, self.reads[0], self.in_shape[2], 2)  # (N, C, H, W)
-
-
-class Bilinear(Function):
-    """Linear interpolation along H, then along W."""
-
-    def __init__(self, reads):
-        self.reads = reads                  # per spatial dim: (i0 list, i1 list, λ list)
-
-    def forward(self, x):
-        xp = backend.get_array_module(x)
-        self.in_shape = x.shape
-        for axis, (i0, i1, lam) in zip((2, 3), self.reads):
-            w1 = _along(xp, lam, axis, x.dtype)
-            x = take(xp, x, i0, axis) * (1 - w1) + take(xp, x, i1, axis) * w1
-        return x                                                    # (N, C, OH, OW)
-
-    def backward(self, g):
-        xp = backend.get_array_module(g)
-        for axis in (3, 2):
-            i0, i1, lam = self.reads[axis - 2]
-            w1 = _along(xp, lam, axis, g.dtype)
-            grad = take_backward(xp, g * (1 - w1), i0, self.in_shape[axis], axis)
-            g = take_backward(xp, g * w1, i1, self.in_shape[axis], axis, out=grad)
-        return g                                                    # (N, C, H, W)
-
-
-class PixelShuffle(Function):
-    def __init__(self, factor, inverse):
-        self.factor, self.inverse = factor, inverse
-
-    def forward(self, x):
-        return _unshuffle(x, self.factor) if self.inverse else _shuffle(x, self.factor)
-
-    def backward(self, g):
-        return _shuffle(g, self.factor) if self.inverse else _unshuffle(g, self.factor)
-
-
-# -------------------------------------------------------------------------- helpers
+# ------------------------------------------------------------------------ helpers
 
 def _shuffle(a, r):
     *lead, c, h, w = a.shape
