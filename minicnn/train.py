@@ -1,13 +1,27 @@
-"""Training: a loop worth using instead of writing one, and the ``minicnn train`` command.
+"""Training: one loop for every kind of model, and the tasks that say what training means.
 
 :class:`Trainer` runs epochs of training and evaluation with progress bars (tqdm), writes
 a run folder, and can resume a run exactly::
 
     runs/<name>/
-        config.json       what was run (the command's options)
-        metrics.jsonl     one JSON line per epoch: losses, accuracies, lr, time
+        config.json       what was run (the command's options; written by the CLI)
+        metrics.jsonl     one JSON line per epoch: losses, metrics, lr, time
         curves.png        learning curves (matplotlib, drawn off-screen)
-        checkpoint.npz    model + optimizer + scheduler + RNG + data-loader state, epoch
+        checkpoint.npz    model + optimizer(s) + scheduler(s) + RNG + data-loader state, epoch
+
+The loop is the same for every task; a :class:`Task` says what differs:
+
+* how a batch becomes a loss (:meth:`Task.losses`): one tensor, or a dict of named losses
+  whose sum is what is minimised (as torchvision's detection models return in train mode);
+* how one training step updates the weights (:meth:`Task.train_step`): one optimizer by
+  default; a GAN's task steps its discriminator's optimizer, then its generator's;
+* which metrics add up over an epoch (:meth:`Task.metrics`), streaming: a running count
+  per batch, never every prediction held;
+* what picture is drawn after each epoch (:meth:`Task.draw`): learning curves by default.
+
+:class:`Classification` is the task of ``minicnn train``. It also trains models whose
+training-mode output is a namedtuple with auxiliary heads (GoogLeNet, Inception): the loss
+is the main head's plus ``aux_weight`` times each auxiliary head's.
 
 The checkpoint is rewritten atomically after every epoch (``minicnn.save``). Resuming
 restores every piece of state that the next epoch depends on -- weights, optimizer
@@ -15,27 +29,21 @@ buffers, the learning-rate schedule, minicnn's random generator (dropout) and ea
 loader's seed and epoch counter (shuffle order and augmentation) -- so a run that is
 interrupted and resumed ends with exactly the weights of one that never stopped.
 
-``minicnn train`` (:func:`cli_main`) with no options trains LeNet-5 on the offline
-digits set and prints the test accuracy; ``minicnn train --help`` lists the options.
+The ``minicnn train`` command that drives all this lives in ``minicnn/cli/train.py``.
 """
 from __future__ import annotations
 
-import argparse
-import datetime
-import inspect
 import json
-import math
 import os
 import sys
 import time
 
-import numpy as np
-
 from . import backend
-from .autograd import no_grad
+from .autograd import Tensor, no_grad
 from .utils.serialization import CheckpointError, load, save
 
-__all__ = ["Trainer", "cli_main", "build_datasets", "build_model", "load_checkpoint"]
+__all__ = ["Trainer", "Task", "Classification", "Mean", "Accuracy", "load_checkpoint",
+           "plot_curves", "CHECKPOINT", "METRICS", "CURVES", "CONFIG"]
 
 CHECKPOINT, METRICS, CURVES, CONFIG = "checkpoint.npz", "metrics.jsonl", "curves.png", "config.json"
 
@@ -43,20 +51,25 @@ CHECKPOINT, METRICS, CURVES, CONFIG = "checkpoint.npz", "metrics.jsonl", "curves
 # ===================================================================== Trainer
 
 class Trainer:
-    """Train ``model`` with ``optimizer`` on batches of ``(inputs, labels)``.
+    """Train ``model`` with ``optimizer`` on the batches of a data loader, as ``task`` says.
 
     Args:
-        model: a ``minicnn.nn.Module`` returning logits ``(N, num_classes)``.
-        optimizer: a ``minicnn.optim`` optimizer over the model's parameters.
-        loss_fn: ``loss_fn(logits, targets)``; default cross-entropy.
-        scheduler: an optional ``minicnn.optim.lr_scheduler`` schedule, stepped after every
-            epoch (``scheduler_interval="epoch"``) or every batch (``"batch"``, e.g.
-            OneCycleLR).
+        model: a ``minicnn.nn.Module`` (for a task with several networks, one module that
+            holds them, e.g. an ``nn.ModuleDict``).
+        optimizer: a ``minicnn.optim`` optimizer, or a dict of them by name for a task
+            that steps several (``{"generator": ..., "discriminator": ...}``).
+        task: a :class:`Task`; default :class:`Classification` with ``loss_fn`` and
+            ``batch_transform``, which may be given here as a shortcut.
+        loss_fn: ``loss_fn(logits, targets)`` for the default task; default cross-entropy.
+        scheduler: an optional ``minicnn.optim.lr_scheduler`` schedule (or a dict of them,
+            as ``optimizer``), stepped after every epoch (``scheduler_interval="epoch"``)
+            or every batch (``"batch"``, e.g. OneCycleLR).
         device: where the model and the batches go (``"cpu"``, ``"cuda"``).
         out_dir: the run folder (checkpoint, metrics, curves); None writes nothing.
-        batch_transform: applied to each training batch as ``(inputs, targets) =
-            batch_transform(inputs, labels)``, e.g. ``transforms.MixUp(0.2, num_classes)``.
-            Training accuracy is still measured against the original labels.
+        batch_transform: for the default task, applied to each training batch as
+            ``(inputs, targets) = batch_transform(inputs, labels)``, e.g.
+            ``transforms.MixUp(0.2, num_classes)``. Training accuracy is still measured
+            against the original labels.
         progress: show tqdm progress bars; ``log``: print one line per epoch (both off
             for ``--quiet``).
         config: plain data saved with the checkpoint (how the run was set up).
@@ -64,18 +77,22 @@ class Trainer:
 
     def __init__(self, model, optimizer, loss_fn=None, scheduler=None,
                  scheduler_interval="epoch", device="cpu", out_dir=None, batch_transform=None,
-                 progress=True, log=True, config=None):
+                 progress=True, log=True, config=None, task=None):
         if scheduler_interval not in ("epoch", "batch"):
             raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'batch', got "
                              f"{scheduler_interval!r}")
-        if loss_fn is None:
-            from .nn import functional as F
-            loss_fn = F.cross_entropy
-        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        if task is None:
+            task = Classification(loss_fn, batch_transform=batch_transform)
+        elif loss_fn is not None or batch_transform is not None:
+            raise ValueError("Trainer: loss_fn and batch_transform configure the default "
+                             "classification task; with task= given, pass them to the task")
+        if not isinstance(task, Task):
+            raise TypeError(f"Trainer: task must be a minicnn.train.Task, got "
+                            f"{type(task).__name__}")
+        self.model, self.optimizer, self.task = model, optimizer, task
         self.scheduler, self.scheduler_interval = scheduler, scheduler_interval
         self.device = backend.Device(device)
         self.out_dir = None if out_dir is None else os.fspath(out_dir)
-        self.batch_transform = batch_transform
         self.progress, self.log = progress, log
         self.config = {} if config is None else dict(config)
         self.epoch = 0            # epochs completed
@@ -88,7 +105,8 @@ class Trainer:
 
         ``resume``: a checkpoint file or run folder to continue from. After each epoch:
         evaluate on ``eval_loader``, append to the metrics log, save the checkpoint, draw
-        the curves, then call each ``callback(trainer, metrics)``. Returns the history.
+        the task's picture, then call each ``callback(trainer, metrics)``. Returns the
+        history.
         """
         if resume is not None:
             self.load_checkpoint(resume, train_loader, eval_loader)
@@ -97,15 +115,19 @@ class Trainer:
             self._rewrite_metrics()
         while self.epoch < epochs:
             started = time.perf_counter()
-            lr = self.optimizer.param_groups[0]["lr"]
+            metrics = {"epoch": self.epoch + 1}
+            learning_rates = {f"lr{_suffix(name)}": opt.param_groups[0]["lr"]
+                              for name, opt in _named(self.optimizer)}
             train = self.train_epoch(train_loader, desc=f"epoch {self.epoch + 1}/{epochs}")
-            metrics = {"epoch": self.epoch + 1, "train_loss": train["loss"],
-                       "train_accuracy": train["accuracy"], "lr": lr}
+            metrics.update(_prefixed("train", train))
             if eval_loader is not None:
                 evaluation = self.evaluate(eval_loader, desc="  evaluate")
-                metrics.update(eval_loss=evaluation["loss"], eval_accuracy=evaluation["accuracy"])
-            if self.scheduler is not None and self.scheduler_interval == "epoch":
-                self.scheduler.step()
+                evaluation.pop("total")
+                metrics.update(_prefixed("eval", evaluation))
+            if self.scheduler_interval == "epoch":
+                for _, scheduler in _named(self.scheduler):
+                    scheduler.step()
+            metrics.update(learning_rates)
             metrics["time_s"] = round(time.perf_counter() - started, 3)
             self.epoch += 1
             self.history.append(metrics)
@@ -115,54 +137,47 @@ class Trainer:
                 self._append_metrics(metrics)
                 self.save_checkpoint(os.path.join(self.out_dir, CHECKPOINT),
                                      train_loader, eval_loader)
-                plot_curves(self.history, os.path.join(self.out_dir, CURVES))
+                self.task.draw(self, self.out_dir)
             for callback in callbacks:
                 callback(self, metrics)
         return self.history
 
     def train_epoch(self, loader, desc="train"):
-        """One pass over ``loader`` with updates; returns mean loss and accuracy."""
+        """One pass over ``loader`` with updates; returns the epoch's mean losses and the
+        task's metrics (e.g. ``{"loss": ..., "accuracy": ...}``)."""
         self.model.train()
-        total_loss, correct, seen = 0.0, 0, 0
+        losses, metrics = Mean(), self.task.metrics()
         bar = _progress_bar(loader, desc, self.progress)
-        for inputs, labels in bar:
-            inputs, labels = inputs.to(self.device), labels.to(self.device)
-            targets = labels
-            if self.batch_transform is not None:
-                inputs, targets = self.batch_transform(inputs, labels)
-            self.optimizer.zero_grad()
-            logits = self.model(inputs)
-            loss = self.loss_fn(logits, targets)
-            loss.backward()
-            self.optimizer.step()
-            if self.scheduler is not None and self.scheduler_interval == "batch":
-                self.scheduler.step()
-            n = len(labels)
-            total_loss += loss.item() * n
-            correct += _correct(logits, labels)
-            seen += n
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.2%}",
-                            refresh=False)
+        for batch in bar:
+            batch = self.task.to_device(batch, self.device)
+            step_losses, output = self.task.train_step(self, batch)
+            if self.scheduler_interval == "batch":
+                for _, scheduler in _named(self.scheduler):
+                    scheduler.step()
+            n = self.task.batch_size(batch)
+            losses.update({k: v.item() for k, v in step_losses.items()}, n)
+            metrics.update(output, batch)
+            bar.set_postfix(_postfix({**losses.compute(), **metrics.compute()}), refresh=False)
         bar.close()
-        return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1)}
+        return {**losses.compute(), **metrics.compute()}
 
     def evaluate(self, loader, desc="evaluate"):
-        """Mean loss and accuracy over ``loader``, in eval mode, without a graph."""
+        """The task's losses and metrics over ``loader``, in eval mode, without a graph;
+        ``total`` is the number of examples seen."""
         self.model.eval()
-        total_loss, correct, seen = 0.0, 0, 0
+        losses, metrics = Mean(), self.task.metrics()
         bar = _progress_bar(loader, desc, self.progress)
         with no_grad():
-            for inputs, labels in bar:
-                inputs, labels = inputs.to(self.device), labels.to(self.device)
-                logits = self.model(inputs)
-                total_loss += self.loss_fn(logits, labels).item() * len(labels)
-                correct += _correct(logits, labels)
-                seen += len(labels)
-                bar.set_postfix(acc=f"{correct / seen:.2%}", refresh=False)
+            for batch in bar:
+                batch = self.task.to_device(batch, self.device)
+                step_losses, output = self.task.losses(self.model, batch, training=False)
+                losses.update({k: v.item() for k, v in step_losses.items()},
+                              self.task.batch_size(batch))
+                metrics.update(output, batch)
+                bar.set_postfix(_postfix(metrics.compute()), refresh=False)
         bar.close()
         self.model.train()
-        return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1),
-                "correct": correct, "total": seen}
+        return {**losses.compute(), **metrics.compute(), "total": losses.count}
 
     # ----------------------------------------------------------- checkpoints
     def checkpoint_state(self, train_loader=None, eval_loader=None):
@@ -170,8 +185,8 @@ class Trainer:
         return {
             "format": "minicnn-train", "epoch": self.epoch,
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "optimizer": _state_of(self.optimizer),
+            "scheduler": _state_of(self.scheduler),
             "rng": backend.get_rng_state(),
             "train_loader": None if train_loader is None else train_loader.state_dict(),
             "eval_loader": None if eval_loader is None else eval_loader.state_dict(),
@@ -185,13 +200,13 @@ class Trainer:
         """Restore the state saved by :meth:`save_checkpoint` (file or run folder)."""
         state = load_checkpoint(path)
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        _load_state("optimizer", self.optimizer, state["optimizer"])
         if (self.scheduler is None) != (state["scheduler"] is None):
             raise ValueError(f"resume: the checkpoint was saved "
                              f"{'without' if state['scheduler'] is None else 'with'} a "
                              "learning-rate scheduler, this run is set up differently")
         if self.scheduler is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+            _load_state("scheduler", self.scheduler, state["scheduler"])
         backend.set_rng_state(state["rng"])
         for loader, key in ((train_loader, "train_loader"), (eval_loader, "eval_loader")):
             if loader is not None and state.get(key) is not None:
@@ -226,18 +241,250 @@ def load_checkpoint(path):
     return state
 
 
-def _correct(logits, labels):
-    predicted = logits.array.argmax(axis=1)
-    return int((predicted == labels.array).sum())
+# Optimizers and schedulers come one at a time or as a dict by name (several networks).
+
+def _named(obj):
+    """``[(name, x), ...]``: ``[]`` for None, ``[("", x)]`` for one, the items of a dict."""
+    if obj is None:
+        return []
+    return list(obj.items()) if isinstance(obj, dict) else [("", obj)]
+
+
+def _suffix(name):
+    return f"_{name}" if name else ""
+
+
+def _state_of(obj):
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return {name: x.state_dict() for name, x in obj.items()}
+    return obj.state_dict()
+
+
+def _load_state(what, obj, state):
+    if isinstance(obj, dict):
+        if not isinstance(state, dict) or set(state) != set(obj):
+            saved = sorted(state) if isinstance(state, dict) else "one"
+            raise ValueError(f"resume: the checkpoint holds {what} state for {saved}, this "
+                             f"run has {sorted(obj)}")
+        for name, x in obj.items():
+            x.load_state_dict(state[name])
+    else:
+        obj.load_state_dict(state)
+
+
+# ======================================================================= tasks
+
+class Task:
+    """What training means for one kind of model; the :class:`Trainer`'s loop asks it.
+
+    A subclass writes :meth:`losses` (and :meth:`metrics` for more than the losses);
+    :meth:`train_step`, :meth:`draw`, :meth:`to_device` and :meth:`batch_size` have
+    defaults that fit most tasks.
+    """
+
+    #: the metrics plotted beside the loss after each epoch (keys of :meth:`metrics`)
+    curves = ()
+
+    def losses(self, model, batch, training):
+        """``(losses, output)`` for one batch: ``losses`` a dict of scalar tensors whose
+        ``"loss"`` entry is minimised (see :func:`Task.total`), ``output`` whatever
+        :meth:`metrics` needs (the model's prediction)."""
+        raise NotImplementedError
+
+    def train_step(self, trainer, batch):
+        """One update: forward, backward, optimizer step. Returns :meth:`losses`'s pair.
+
+        The default steps the trainer's one optimizer. A task with several (a GAN's
+        discriminator and generator) overrides this and steps each in its order.
+        """
+        optimizer = trainer.optimizer
+        if isinstance(optimizer, dict):
+            raise TypeError(f"{type(self).__name__}: the trainer has optimizers "
+                            f"{sorted(optimizer)}; a task with several optimizers must "
+                            "define train_step to say how each is stepped")
+        optimizer.zero_grad()
+        losses, output = self.losses(trainer.model, batch, training=True)
+        losses["loss"].backward()
+        optimizer.step()
+        return losses, output
+
+    def metrics(self):
+        """A fresh streaming accumulator for one epoch: ``update(output, batch)`` after
+        each batch, ``compute()`` -> dict of numbers. Default: none."""
+        return _NoMetrics()
+
+    def draw(self, trainer, folder):
+        """The picture written after each epoch: learning curves of the loss and
+        :attr:`curves`."""
+        plot_curves(trainer.history, os.path.join(folder, CURVES), ("loss",) + self.curves)
+
+    def to_device(self, batch, device):
+        """The batch with every tensor in it (nested in tuples, lists, dicts) on
+        ``device``."""
+        if isinstance(batch, Tensor):
+            return batch.to(device)
+        if isinstance(batch, dict):
+            return {k: self.to_device(v, device) for k, v in batch.items()}
+        if isinstance(batch, (tuple, list)):
+            return type(batch)(self.to_device(v, device) for v in batch)
+        return batch
+
+    def batch_size(self, batch):
+        """How many examples a batch holds (the weight of its losses in the epoch's
+        mean): the length of its first entry."""
+        first = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return len(first)
+
+    @staticmethod
+    def total(losses):
+        """A loss or a dict of losses as a dict with the total under ``"loss"``: a dict
+        without one (a detection model's ``loss_classifier``, ``loss_box_reg``, ...) gets
+        the sum of its entries."""
+        if isinstance(losses, Tensor):
+            return {"loss": losses}
+        losses = dict(losses)
+        if "loss" not in losses:
+            if not losses:
+                raise ValueError("Task.total: no loss given (an empty dict)")
+            parts = list(losses.values())
+            total = parts[0]
+            for part in parts[1:]:
+                total = total + part
+            losses = {"loss": total, **losses}
+        return losses
+
+
+class Classification(Task):
+    """Labels for images: the loss of the logits, accuracy over the epoch.
+
+    A model may return plain logits ``(N, num_classes)`` or, in training mode, a
+    namedtuple whose first field holds the logits and whose other fields hold auxiliary
+    logits (GoogLeNet's ``(logits, aux_logits2, aux_logits1)``, Inception's ``(logits,
+    aux_logits)``): then ``loss = main + aux_weight · Σ aux`` (``aux_weight`` 0.3 as in
+    the GoogLeNet paper; torchvision's Inception-v3 recipe uses 0.4), and the losses
+    ``loss_main`` and ``loss_<field>`` are logged beside it. Auxiliary fields that are
+    None are skipped.
+
+    Args:
+        loss_fn: ``loss_fn(logits, targets)``; default ``F.cross_entropy``.
+        aux_weight: weight of each auxiliary head's loss.
+        batch_transform: applied to training batches, ``(inputs, targets) =
+            batch_transform(inputs, labels)`` (mixup); accuracy uses the labels.
+    """
+
+    curves = ("accuracy",)
+
+    def __init__(self, loss_fn=None, aux_weight=0.3, batch_transform=None):
+        if loss_fn is None:
+            from .nn import functional as F
+            loss_fn = F.cross_entropy
+        self.loss_fn, self.aux_weight = loss_fn, float(aux_weight)
+        self.batch_transform = batch_transform
+
+    def losses(self, model, batch, training):
+        inputs, labels = batch
+        targets = labels
+        if training and self.batch_transform is not None:
+            inputs, targets = self.batch_transform(inputs, labels)
+        output = model(inputs)
+        if not _is_namedtuple(output):
+            return {"loss": self.loss_fn(output, targets)}, output
+        logits, aux = output[0], {k: v for k, v in output._asdict().items()
+                                  if k != output._fields[0] and v is not None}
+        main = self.loss_fn(logits, targets)
+        losses = {"loss": main, "loss_main": main}
+        for name, aux_logits in aux.items():
+            losses[f"loss_{name}"] = self.loss_fn(aux_logits, targets)
+            losses["loss"] = losses["loss"] + self.aux_weight * losses[f"loss_{name}"]
+        return losses, logits
+
+    def metrics(self):
+        return Accuracy()
+
+
+def _is_namedtuple(value):
+    return isinstance(value, tuple) and hasattr(value, "_fields")
+
+
+# ====================================================== streaming accumulators
+
+class Mean:
+    """Running means of named numbers over an epoch, each weighted by its batch size."""
+
+    def __init__(self):
+        self.sums, self.count = {}, 0
+
+    def update(self, values, n):
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value) * n
+        self.count += n
+
+    def compute(self):
+        return {key: total / max(self.count, 1) for key, total in self.sums.items()}
+
+
+class Accuracy:
+    """Top-1 accuracy over an epoch from ``(logits, (inputs, labels))`` batches: two
+    counters, never the predictions themselves."""
+
+    def __init__(self):
+        self.correct, self.seen = 0, 0
+
+    def update(self, logits, batch):
+        labels = batch[1]
+        predicted = logits.array.argmax(axis=1)
+        self.correct += int((predicted == labels.array).sum())
+        self.seen += len(labels)
+
+    def compute(self):
+        return {"accuracy": self.correct / max(self.seen, 1), "correct": self.correct}
+
+
+class _NoMetrics:
+    def update(self, output, batch):
+        pass
+
+    def compute(self):
+        return {}
+
+
+# ==================================================== progress, logs, pictures
+
+def _prefixed(prefix, results):
+    """``{"loss": .., "accuracy": .., "correct": ..}`` -> ``train_loss``,
+    ``train_accuracy`` (counts such as ``correct`` are for the caller, not the log)."""
+    return {f"{prefix}_{k}": v for k, v in results.items() if k != "correct"}
+
+
+def _format(name, value):
+    if name.endswith("accuracy"):
+        return f"acc {value:6.2%}"
+    return f"{name.replace('_', ' ')} {value:.4f}"
+
+
+def _postfix(results):
+    return {("acc" if k.endswith("accuracy") else k): (f"{v:.2%}" if k.endswith("accuracy")
+                                                       else f"{v:.4f}")
+            for k, v in results.items() if k == "loss" or k.endswith("accuracy")}
 
 
 def _epoch_line(m, epochs):
+    """``epoch  3/20  train loss 0.1234 acc 96.10%  |  test loss ... acc ...  |  lr ..``:
+    the total loss and the accuracies (every loss is in metrics.jsonl)."""
     width = len(str(epochs))
-    line = (f"epoch {m['epoch']:>{width}}/{epochs}  train loss {m['train_loss']:.4f} "
-            f"acc {m['train_accuracy']:6.2%}")
-    if "eval_loss" in m:
-        line += f"  |  test loss {m['eval_loss']:.4f} acc {m['eval_accuracy']:6.2%}"
-    return line + f"  |  lr {m['lr']:.3g}  {m['time_s']:.1f}s"
+
+    def part(prefix):
+        shown = [k for k in m if k.startswith(prefix) and
+                 (k == prefix + "loss" or k.endswith("accuracy"))]
+        return " ".join(_format(k[len(prefix):], m[k]) for k in shown)
+
+    line = f"epoch {m['epoch']:>{width}}/{epochs}  train {part('train_')}"
+    if any(k.startswith("eval_") for k in m):
+        line += f"  |  test {part('eval_')}"
+    rates = "  ".join(f"{k} {v:.3g}" for k, v in m.items() if k.startswith("lr"))
+    return line + f"  |  {rates}  {m['time_s']:.1f}s"
 
 
 class _NoBar:
@@ -249,7 +496,7 @@ class _NoBar:
     def __iter__(self):
         return iter(self.iterable)
 
-    def set_postfix(self, **kwargs):
+    def set_postfix(self, *args, **kwargs):
         pass
 
     def close(self):
@@ -267,387 +514,33 @@ def _progress_bar(iterable, desc, enabled):
                 file=sys.stderr)
 
 
-def plot_curves(history, path):
-    """Loss and accuracy per epoch (train and evaluation) as a PNG. Uses matplotlib's Agg
-    canvas directly, so no window opens and the global pyplot backend is untouched.
-    Returns False (and draws nothing) when matplotlib is not installed."""
+def plot_curves(history, path, keys=("loss", "accuracy")):
+    """One panel per key (``train_<key>`` and ``eval_<key>`` of each epoch) as a PNG.
+    Uses matplotlib's Agg canvas directly, so no window opens and the global pyplot
+    backend is untouched. Returns False (and draws nothing) when matplotlib is not
+    installed."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
     except ImportError:
         return False
+    keys = [k for k in keys if history and f"train_{k}" in history[0]]
+    if not keys:
+        return False
     epochs = [m["epoch"] for m in history]
-    figure = Figure(figsize=(9, 3.6), layout="constrained")
+    figure = Figure(figsize=(4.5 * max(len(keys), 1), 3.6), layout="constrained")
     FigureCanvasAgg(figure)
-    for ax, key, title in zip(figure.subplots(1, 2), ("loss", "accuracy"),
-                              ("loss", "accuracy")):
+    for ax, key in zip(figure.subplots(1, len(keys), squeeze=False)[0], keys):
         ax.plot(epochs, [m[f"train_{key}"] for m in history], "o-", label="train")
-        if history and f"eval_{key}" in history[0]:
+        if f"eval_{key}" in history[0]:
             ax.plot(epochs, [m[f"eval_{key}"] for m in history], "s-", label="test")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(title)
+        ax.set_title(key.replace("_", " "))
         ax.grid(alpha=0.3)
         ax.legend()
     tmp = path + ".tmp.png"
     figure.savefig(tmp, dpi=110)
     os.replace(tmp, path)
     return True
-
-
-# ============================================================ what to train on
-
-# mean and standard deviation of the training pixels (in [0, 1]) of the file data sets
-_STATS = {
-    "mnist": ((0.1307,), (0.3081,)),
-    "fashion-mnist": ((0.2860,), (0.3530,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-}
-DATASETS = ("digits", "synthetic", "mnist", "fashion-mnist", "cifar10", "cifar100")
-
-
-def build_datasets(name, data_dir=None, image_size=None, augment=False, subset=None,
-                   seed=0):
-    """``(train_set, test_set, num_classes, in_channels, image_size)`` for a data-set name.
-
-    Images are turned into normalised ``(C, H, W)`` float32 arrays. ``image_size``
-    resizes (digits, synthetic: drawn at that size; MNIST-like: padded 28 -> 32).
-    ``augment`` adds random crops (and flips for CIFAR). ``subset`` keeps that many
-    training images (a quick run).
-    """
-    from .data import Subset, datasets, transforms as T
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
-    if name in ("mnist", "fashion-mnist", "cifar10", "cifar100") and data_dir is None:
-        raise ValueError(f"--dataset {name} reads files you already have: pass --data-dir "
-                         "FOLDER (minicnn does not download data sets)")
-    colour = name.startswith("cifar")
-    native = 32 if colour else 28
-    size = native if image_size is None else int(image_size)
-    geometry = []
-    if name in ("mnist", "fashion-mnist") and size != 28:
-        if size != 32:
-            raise ValueError(f"--image-size for {name} must be 28 or 32 (padded), got {size}")
-        geometry = [T.CenterCrop(32)]               # zero-pads 28x28 to 32x32, centred
-    elif colour and size != 32:
-        geometry = [T.Resize(size)]
-    if name == "digits":
-        train = datasets.Digits(train=True, image_size=size)
-        test = datasets.Digits(train=False, image_size=size)
-    elif name == "synthetic":
-        train = datasets.SyntheticShapes(1200, image_size=size, num_classes=4, seed=seed)
-        test = datasets.SyntheticShapes(300, image_size=size, num_classes=4, seed=seed + 1)
-    else:
-        kind = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST,
-                "cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[name]
-        train, test = kind(data_dir, train=True), kind(data_dir, train=False)
-    if name in _STATS:
-        mean, std = _STATS[name]
-    else:   # measured on the training images themselves
-        pixels = train.data.astype(np.float64) / 255.0
-        mean, std = (float(pixels.mean()),), (float(pixels.std()),)
-    normalize = [T.ToTensor()] + geometry + [T.Normalize(mean, std)]
-    augmentation = []
-    if augment:
-        augmentation = [T.RandomCrop(size, padding=size // 8)]
-        augmentation += [T.RandomHorizontalFlip()] if colour else [T.RandomRotation(10)]
-    train.transform = T.Compose(normalize + augmentation)
-    test.transform = T.Compose(normalize)
-    num_classes = len(train.classes)
-    if subset is not None and subset < len(train):
-        order = np.random.Generator(np.random.PCG64(seed)).permutation(len(train))
-        train = Subset(train, np.sort(order[:subset]).tolist())
-    return train, test, num_classes, (3 if colour else 1), size
-
-
-def _model_builders():
-    from . import models
-    builders = {"lenet5": lambda **kw: models.lenet5(variant="modern", **kw),
-                "lenet5-1998": lambda **kw: models.lenet5(variant="1998", **kw)}
-    skip = {"freeze", "unfreeze", "is_frozen", "make_layers", "take_layers", "transfer",
-            "residual_head", "lenet"}
-    for name in dir(models):
-        fn = getattr(models, name)
-        if name.islower() and not name.startswith("_") and inspect.isfunction(fn) and \
-                name not in skip and _takes(fn, "num_classes"):
-            builders.setdefault(name, fn)
-    return builders
-
-
-def build_model(name, num_classes, in_channels, image_size):
-    """A model from the zoo by name, sized for the data (``lenet5``, ``lenet5-1998``, or
-    any builder in ``minicnn.models`` taking ``num_classes``)."""
-    builders = _model_builders()
-    if name not in builders:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(sorted(builders))}")
-    if name.startswith("lenet5"):
-        return builders[name](num_classes=num_classes, in_channels=in_channels,
-                              input_size=image_size)
-    fn = builders[name]
-    if _takes(fn, "in_channels"):
-        try:
-            return fn(num_classes=num_classes, in_channels=in_channels)
-        except TypeError as exc:          # **kwargs that do not reach an in_channels
-            if "in_channels" not in str(exc):
-                raise
-    return fn(num_classes=num_classes)
-
-
-def _takes(fn, name):
-    parameters = inspect.signature(fn).parameters.values()
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-
-
-class ModelInputError(ValueError):
-    """The model cannot take the data set's images."""
-
-
-def check_model_on(model, inputs, num_classes, model_name="model"):
-    """Run one batch through ``model`` (no graph). If a layer rejects it, raise
-    :class:`ModelInputError` naming that layer (its dotted name and type), the input
-    shape, and the layer's own message; also check the output is ``(N, num_classes)``."""
-    names = {id(m): n for n, m in model.named_modules()}
-    running = []                        # the modules entered and not yet left
-
-    def enter(module, args):
-        running.append(module)
-
-    def leave(module, args, output):      # returns None: the output is kept
-        running.pop()
-
-    hooks = []
-    for module in model.modules():
-        hooks += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            out = model(inputs)
-    except (ValueError, RuntimeError, TypeError, IndexError) as exc:
-        layer = running[-1] if running else model
-        where = names.get(id(layer)) or "(the model itself)"
-        raise ModelInputError(
-            f"model {model_name!r} cannot take inputs of shape {tuple(inputs.shape)}: layer "
-            f"{where!r} ({type(layer).__name__}) failed with: {exc}") from exc
-    finally:
-        for handle in hooks:
-            handle.remove()
-        model.train(was_training)
-    if not hasattr(out, "shape") or tuple(out.shape) != (inputs.shape[0], num_classes):
-        raise ModelInputError(f"model {model_name!r} returned "
-                              f"{getattr(out, 'shape', type(out).__name__)} for inputs "
-                              f"{tuple(inputs.shape)}; expected logits of shape "
-                              f"({inputs.shape[0]}, {num_classes})")
-
-
-# ===================================================================== the CLI
-
-_DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
-_TOTAL_DEPENDENT = ("cosine", "onecycle", "linear")
-
-
-def build_parser(prog="minicnn train"):
-    p = argparse.ArgumentParser(
-        prog=prog, description="Train a CNN. With no options: LeNet-5 on the offline digits "
-        "set (scikit-learn's 1,797 handwritten digits at 28x28), about a minute on a CPU.")
-    p.add_argument("--model", default="lenet5", help="lenet5 (default), lenet5-1998, or a "
-                   "builder of minicnn.models such as resnet20")
-    p.add_argument("--dataset", default="digits", choices=DATASETS,
-                   help="digits (default, offline), synthetic (generated shapes), or files "
-                   "you have in --data-dir")
-    p.add_argument("--data-dir", help="folder with the MNIST/Fashion-MNIST/CIFAR files")
-    p.add_argument("--epochs", type=int, default=None, help="total epochs (default 20)")
-    p.add_argument("--batch-size", type=int, default=32, help="default 32")
-    p.add_argument("--optimizer", default="sgd", choices=sorted(_DEFAULT_LR),
-                   help="default sgd")
-    p.add_argument("--lr", type=float, help="learning rate (default 0.05 for sgd, 1e-3 "
-                   "for the others)")
-    p.add_argument("--momentum", type=float, default=0.9, help="sgd/rmsprop momentum "
-                   "(default 0.9)")
-    p.add_argument("--weight-decay", type=float, default=5e-4, help="default 5e-4")
-    p.add_argument("--scheduler", default="cosine",
-                   choices=["cosine", "step", "onecycle", "linear", "none"],
-                   help="learning-rate schedule (default cosine)")
-    p.add_argument("--device", default=None, help="cpu (default) or cuda")
-    p.add_argument("--seed", type=int, default=0, help="seeds everything (default 0)")
-    p.add_argument("--out", help="run folder (default runs/<date-time>-<model>-<dataset>)")
-    p.add_argument("--resume", metavar="RUN", help="continue a run from its folder or "
-                   "checkpoint file, with its saved options")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
-    p.add_argument("--image-size", type=int, help="input size (default: the model's)")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
-                   help="random crops and small rotations, for CIFAR crops and flips "
-                   "(default on)")
-    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
-                   help="mixup with Beta(ALPHA, ALPHA) on each training batch (default off)")
-    p.add_argument("--subset", type=int, help="train on this many images only (quick runs)")
-    p.add_argument("--workers", type=int, default=1, help="data-loading threads, 0 for "
-                   "none (default 1)")
-    return p
-
-
-def cli_main(argv=None, prog="minicnn train"):
-    """``minicnn train [options]``; returns the exit status (0 success, 2 bad input,
-    130 interrupted)."""
-    parser = build_parser(prog)
-    try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
-    except SystemExit as exc:            # --help, or a usage error already printed
-        return exc.code if isinstance(exc.code, int) else 2
-    try:
-        return _run(args, prog)
-    except (FileNotFoundError, CheckpointError, ModelInputError, ImportError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except _UsageError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-class _UsageError(Exception):
-    pass
-
-
-def _resolve_options(args):
-    """Fill defaults; with --resume, take the saved run's options (only --epochs,
-    --device, --quiet, --workers and --out may be given anew)."""
-    state = None
-    if args.resume:
-        state = load_checkpoint(args.resume)
-        saved = dict(state["config"])
-        missing = {"model", "dataset", "epochs", "scheduler", "seed"} - set(saved)
-        if missing:
-            raise _UsageError(f"{args.resume} was not written by `minicnn train` (its config "
-                              f"lacks {', '.join(sorted(missing))}); resume it from Python "
-                              "with Trainer.fit(..., resume=...)")
-        for key in ("epochs", "device", "quiet", "workers"):
-            value = getattr(args, key)
-            if value not in (None, False):
-                saved[key] = value
-        if args.epochs is not None and args.epochs != state["config"]["epochs"] and \
-                saved["scheduler"] in _TOTAL_DEPENDENT:
-            raise _UsageError(f"--epochs {args.epochs} differs from the run's "
-                              f"{state['config']['epochs']}, but its '{saved['scheduler']}' "
-                              "learning-rate schedule is planned over the total; resume "
-                              "without --epochs, or start a new run")
-        resume_dir = args.resume if os.path.isdir(args.resume) else os.path.dirname(args.resume)
-        saved["out"] = args.out or resume_dir or "."
-        saved["resume"] = args.resume
-        args = argparse.Namespace(**saved)
-    else:
-        if args.epochs is None:
-            args.epochs = 20
-        if args.device is None:
-            args.device = "cpu"
-        if args.lr is None:
-            args.lr = _DEFAULT_LR[args.optimizer]
-        if args.out is None:
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            args.out = _unique(os.path.join("runs", f"{stamp}-{args.model}-{args.dataset}"))
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            raise _UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    return args, state
-
-
-def _unique(path):
-    candidate, n = path, 1
-    while os.path.exists(candidate):
-        n += 1
-        candidate = f"{path}-{n}"
-    return candidate
-
-
-def _run(args, prog):
-    from . import optim
-    from .data import DataLoader, transforms as T
-
-    args, resumed = _resolve_options(args)
-    started = time.perf_counter()
-    backend.manual_seed(args.seed)
-    device = backend.Device(args.device)
-    if device.type == "cuda" and not backend.is_cuda_available():
-        backend.cupy()                 # raises with the reason (no CuPy / no GPU)
-
-    default_size = 32 if args.model == "lenet5-1998" else None
-    try:
-        train_set, test_set, num_classes, in_channels, size = build_datasets(
-            args.dataset, args.data_dir, args.image_size or default_size, args.augment,
-            args.subset, args.seed)
-        model = build_model(args.model, num_classes, in_channels, size)
-    except ValueError as exc:
-        raise _UsageError(str(exc)) from None
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                              num_workers=args.workers)
-    test_loader = DataLoader(test_set, batch_size=256, num_workers=args.workers)
-    model.to(device)
-    example = next(iter(DataLoader(test_set, batch_size=2, seed=0)))[0].to(device)
-    check_model_on(model, example, num_classes, args.model)
-
-    optimizer = _make_optimizer(optim, args, model)
-    scheduler, interval = _make_scheduler(optim, args, optimizer, len(train_loader))
-    mix = T.MixUp(args.mixup, num_classes) if args.mixup > 0 else None
-    config = {k: v for k, v in vars(args).items() if k != "resume"}
-    trainer = Trainer(model, optimizer, scheduler=scheduler, scheduler_interval=interval,
-                      device=device, out_dir=args.out, batch_transform=mix,
-                      progress=not args.quiet, log=not args.quiet, config=config)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, CONFIG), "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2)
-    if not args.quiet:
-        parameters = sum(p.numel() for p in model.parameters())
-        verb = f"resuming at epoch {resumed['epoch'] + 1} of" if resumed else "training"
-        print(f"{verb} {args.model} ({parameters:,} parameters) on {args.dataset} "
-              f"({len(train_set)} train / {len(test_set)} test images, {size}x{size}), "
-              f"{args.epochs} epochs, {args.optimizer} lr {args.lr:g}, {args.scheduler} "
-              f"schedule, device {device}\nrun folder: {args.out}", flush=True)
-    try:
-        trainer.fit(train_loader, test_loader, epochs=args.epochs,
-                    resume=args.resume if resumed else None)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted after {trainer.epoch} complete epoch(s); continue with:\n"
-              f"  {prog} --resume {args.out}", file=sys.stderr)
-        return 130
-    if trainer.history and "eval_accuracy" in trainer.history[-1]:
-        result = trainer.history[-1]
-        correct = round(result["eval_accuracy"] * len(test_set))
-        print(f"test accuracy: {result['eval_accuracy']:.2%} ({correct}/{len(test_set)}) "
-              f"after {trainer.epoch} epochs, {time.perf_counter() - started:.1f} s; "
-              f"run folder: {args.out}", flush=True)
-    return 0
-
-
-def _make_optimizer(optim, args, model):
-    params = model.parameters()
-    if args.optimizer == "sgd":
-        return optim.SGD(params, lr=args.lr, momentum=args.momentum,
-                         weight_decay=args.weight_decay)
-    if args.optimizer == "adam":
-        return optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
-    if args.optimizer == "adamw":
-        return optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-    return optim.RMSprop(params, lr=args.lr, momentum=args.momentum,
-                         weight_decay=args.weight_decay)
-
-
-def _make_scheduler(optim, args, optimizer, steps_per_epoch):
-    """``(scheduler or None, "epoch" | "batch")``."""
-    S = optim.lr_scheduler
-    if args.scheduler == "cosine":
-        return S.CosineAnnealingLR(optimizer, T_max=args.epochs), "epoch"
-    if args.scheduler == "step":
-        return S.StepLR(optimizer, step_size=max(1, math.ceil(args.epochs / 3)), gamma=0.1), \
-            "epoch"
-    if args.scheduler == "linear":
-        return S.LinearLR(optimizer, start_factor=1.0, end_factor=0.01,
-                          total_iters=args.epochs), "epoch"
-    if args.scheduler == "onecycle":
-        return S.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
-                            steps_per_epoch=steps_per_epoch), "batch"
-    return None, "epoch"
-
-
-if __name__ == "__main__":
-    raise SystemExit(cli_main())

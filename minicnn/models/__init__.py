@@ -1,4 +1,11 @@
-"""The model zoo: one file per architecture family, PyTorch-compatible state dicts."""
+"""The model zoo: one file per architecture family, PyTorch-compatible state dicts.
+
+:data:`MODELS` is the zoo by name, the one table that ``minicnn train --model``,
+``minicnn summary`` and ``minicnn summary --list`` read (as torchvision's
+``list_models``/``get_model``). Every builder in it takes ``num_classes`` and
+``in_channels`` keywords; helpers that are not models (``make_layers``, ``freeze``, ...)
+are not in it.
+"""
 from .lenet import *        # noqa: F401,F403
 from .alexnet import *      # noqa: F401,F403
 from .vgg import *          # noqa: F401,F403
@@ -7,3 +14,56 @@ from .googlenet import *    # noqa: F401,F403
 from .resnet import *       # noqa: F401,F403
 from .densenet import *     # noqa: F401,F403
 from .transfer import *     # noqa: F401,F403
+
+_CIFAR, _IMAGENET = (3, 32, 32), (3, 224, 224)
+
+# name -> (builder, the input (C, H, W) it was designed for), in reading order
+_ZOO = {
+    "lenet5": (lenet5, (1, 28, 28)),                       # noqa: F405
+    "lenet5-1998": (lenet5_1998, (1, 32, 32)),             # noqa: F405
+    "alexnet": (alexnet, _IMAGENET),                       # noqa: F405
+    "alexnet_paper": (alexnet_paper, (3, 227, 227)),       # noqa: F405
+    **{name: (globals()[name], _IMAGENET) for name in (
+        "vgg11", "vgg11_bn", "vgg11_lrn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn",
+        "vgg16_c", "vgg16_c_bn", "vgg19", "vgg19_bn")},
+    "nin": (nin, _IMAGENET),                               # noqa: F405
+    "nin_cifar": (nin_cifar, _CIFAR),                      # noqa: F405
+    "googlenet": (googlenet, _IMAGENET),                   # noqa: F405
+    "googlenet_paper": (googlenet_paper, _IMAGENET),       # noqa: F405
+    **{name: (globals()[name], _IMAGENET) for name in (
+        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+        "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2")},
+    **{name: (globals()[name], _CIFAR) for name in (
+        "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")},
+    **{name: (globals()[name], _IMAGENET) for name in (
+        "densenet121", "densenet161", "densenet169", "densenet201")},
+}
+
+#: every model of the zoo by name: ``MODELS["resnet20"](num_classes=10)``
+MODELS = {name: builder for name, (builder, _) in _ZOO.items()}
+
+
+def list_models():
+    """The names of the zoo's models, in reading order."""
+    return list(MODELS)
+
+
+def get_model_builder(name):
+    """The builder registered as ``name``; a ValueError naming the choices otherwise."""
+    if name not in MODELS:
+        close = [n for n in MODELS if str(name).lower() in n]
+        raise ValueError(f"unknown model {name!r}; "
+                         + (f"did you mean {', '.join(close)}? " if close else "")
+                         + f"choose from {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def get_model(name, **kwargs):
+    """``get_model("resnet20", num_classes=10)``: build a model of the zoo by name."""
+    return get_model_builder(name)(**kwargs)
+
+
+def input_size(name):
+    """The input ``(C, H, W)`` that model ``name`` was designed for."""
+    get_model_builder(name)
+    return _ZOO[name][1]

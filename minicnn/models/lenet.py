@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from .. import nn
 
-__all__ = ["LeNet5", "lenet5"]
+__all__ = ["LeNet5", "lenet5", "lenet5_1998"]
 
 _VARIANTS = {
     # variant: (activation module, pooling module)
@@ -88,3 +88,8 @@ def lenet5(num_classes=10, in_channels=1, variant="modern", input_size=None):
     """LeNet-5: ``variant="modern"`` (ReLU, max pooling) or ``"1998"`` (tanh, average
     pooling); ``input_size`` 28 or 32 (default: 28 for modern, 32 for 1998)."""
     return LeNet5(num_classes, in_channels, variant, input_size)
+
+
+def lenet5_1998(**kwargs):
+    """LeNet-5 as in the 1998 paper: tanh, average pooling, 32x32 input."""
+    return lenet5(variant="1998", **kwargs)

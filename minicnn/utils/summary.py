@@ -1,6 +1,6 @@
 """A layer-by-layer table of a model: output shapes, parameters, multiply-adds and
 activation memory, measured on a real forward pass (``minicnn.summary`` and
-``minicnn summary MODEL``).
+``minicnn summary MODEL``, whose command line is ``minicnn/cli/summary.py``).
 
 How it is measured. Every submodule gets a forward pre-hook and a forward hook, and the
 model runs once, under ``no_grad``, on a random input of the given size. A row is one
@@ -34,16 +34,14 @@ family. It makes a summary of ResNet-152 at 224x224 take a moment instead of sec
 """
 from __future__ import annotations
 
-import argparse
 import collections
-import sys
 
 import numpy as np
 
 from .. import backend
 from ..autograd import Tensor, no_grad
 
-__all__ = ["summary", "ModelSummary", "SummaryRow", "count_parameters", "cli_main"]
+__all__ = ["summary", "ModelSummary", "SummaryRow", "count_parameters"]
 
 SummaryRow = collections.namedtuple(
     "SummaryRow", ["name", "type", "depth", "output_shape", "params", "macs",
@@ -336,99 +334,3 @@ def _format_count(n):
         if n >= size:
             return f"{n / size:.2f} {unit}"
     return str(n)
-
-
-# ----------------------------------------------------------------------------- CLI
-
-# Inputs the models were designed for, when --input-size is not given.
-_DEFAULT_INPUT = {"resnet20": (3, 32, 32),
-                  "resnet32": (3, 32, 32), "resnet44": (3, 32, 32), "resnet56": (3, 32, 32),
-                  "resnet110": (3, 32, 32), "nin_cifar": (3, 32, 32),
-                  "alexnet_paper": (3, 227, 227)}
-
-
-def _usual_input(name, model):
-    """The input a model was designed for: what it says of itself (LeNet-5 knows its
-    ``input_size`` and ``in_channels``), else the table above, else 3x224x224."""
-    size = getattr(model, "input_size", None)
-    if isinstance(size, int):
-        first = next((m for m in model.modules() if hasattr(m, "in_channels")), None)
-        return (first.in_channels if first is not None else 1, size, size)
-    return _DEFAULT_INPUT.get(name, (3, 224, 224))
-
-
-def _builders():
-    from .. import models
-    return {name: getattr(models, name) for name in getattr(models, "__all__", dir(models))
-            if name[:1].islower() and callable(getattr(models, name, None))
-            and not isinstance(getattr(models, name), type)}
-
-
-def _value(text):
-    import ast
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def cli_main(argv=None, prog="minicnn summary"):
-    """``minicnn summary MODEL [--input-size C H W] ...``: print the layer table."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Layer table of a model from minicnn.models: output "
-        "shapes, parameters, multiply-adds (conv/linear) and activation memory, from one "
-        "forward pass.")
-    parser.add_argument("model", nargs="?", help="builder name, e.g. resnet50 (see --list)")
-    parser.add_argument("--input-size", nargs="+", type=int, metavar="N",
-                        help="input shape without the batch, e.g. 3 224 224 "
-                             "(default: the model's usual size, else 3 224 224)")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--num-classes", type=int, help="passed to the builder")
-    parser.add_argument("--depth", type=int, default=3,
-                        help="fold rows nested deeper than this (default 3)")
-    parser.add_argument("--train", action="store_true",
-                        help="run in training mode (e.g. to see auxiliary heads)")
-    parser.add_argument("--shapes-only", action="store_true",
-                        help="skip conv/linear arithmetic (same counts, much faster)")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra builder argument, e.g. --set aux_logits=False")
-    parser.add_argument("--list", action="store_true", help="list the model names")
-    args = parser.parse_args(argv)
-
-    builders = _builders()
-    if args.list or not args.model:
-        print("models: " + ", ".join(sorted(builders)))
-        return 0 if args.list else 2
-    if args.model not in builders:
-        close = [n for n in sorted(builders) if args.model.lower() in n]
-        print(f"{prog}: unknown model {args.model!r}; "
-              + (f"did you mean {', '.join(close)}? " if close else "")
-              + "see --list", file=sys.stderr)
-        return 2
-    kwargs = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key.isidentifier():
-            print(f"{prog}: --set expects KEY=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        kwargs[key] = _value(value)
-    if args.num_classes is not None:
-        kwargs["num_classes"] = args.num_classes
-    input_size = tuple(args.input_size) if args.input_size else None
-    try:
-        model = builders[args.model](**kwargs)
-        if input_size is None:
-            input_size = _usual_input(args.model, model)
-        summary(model, input_size, batch_size=args.batch_size, dtype=getattr(np, args.dtype),
-                depth=args.depth, mode="train" if args.train else "eval",
-                shapes_only=args.shapes_only, verbose=True)
-    except (ValueError, TypeError, RuntimeError) as exc:
-        shown = f" with input {list(input_size)}" if input_size else ""
-        print(f"{prog}: {args.model}{shown}: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(cli_main())

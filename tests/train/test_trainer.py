@@ -1,9 +1,8 @@
-"""minicnn.train: the Trainer (exact resume, atomic checkpoints) and the `minicnn train`
-command end to end (run folder, bad input reported cleanly, resume after a crash)."""
+"""minicnn.train: the Trainer (exact resume, atomic checkpoints) and its tasks
+(classification with auxiliary heads, several losses, several optimizers). The
+``minicnn train`` command is tested in tests/cli/test_train_command.py."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,10 +11,6 @@ import minicnn
 import minicnn.optim
 from minicnn import nn, train
 from minicnn.data import DataLoader, datasets, transforms as T
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-QUICK = ["--dataset", "synthetic", "--subset", "48", "--batch-size", "16", "--quiet"]
-
 
 class Crash(Exception):
     pass
@@ -108,105 +103,207 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
-def test_check_model_on_names_the_failing_layer():
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(100, 10))
-    with pytest.raises(train.ModelInputError) as info:
-        train.check_model_on(model, minicnn.randn(2, 1, 28, 28), 10, "tiny")
-    message = str(info.value)
-    assert "layer '2' (Linear)" in message and "(2, 1, 28, 28)" in message
-    with pytest.raises(train.ModelInputError, match=r"expected logits of shape \(2, 5\)"):
-        train.check_model_on(nn.Sequential(nn.Flatten(), nn.Linear(784, 3)),
-                             minicnn.randn(2, 1, 28, 28), 5)
+# ------------------------------------------------------------------- tasks
+
+class _Batches:
+    """A loader over fixed batches, with the state methods the Trainer saves."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
 
 
-# ---------------------------------------------------------------- the command
-
-def test_cli_runs_end_to_end_and_writes_its_run_folder(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert train.cli_main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "test accuracy:" in printed and str(out) in printed
-    assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.json", "curves.png",
-                                       "metrics.jsonl"]
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(metrics) == 1 and {"train_loss", "eval_accuracy", "lr"} <= set(metrics[0])
-    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    config = json.loads((out / "config.json").read_text())
-    assert config["model"] == "lenet5" and config["dataset"] == "synthetic"
-    state = minicnn.load(out / "checkpoint.npz")
-    assert state["epoch"] == 1 and "c1.weight" in state["model"]
-    assert set(state) >= {"optimizer", "scheduler", "rng", "train_loader", "history"}
-
-
-def test_cli_resume_after_an_interrupt_matches_an_uninterrupted_run(tmp_path, monkeypatch,
-                                                                    capsys):
-    options = QUICK + ["--epochs", "2", "--optimizer", "adam", "--mixup", "0.4"]
-    assert train.cli_main(options + ["--out", str(tmp_path / "straight")]) == 0
-    real_epoch = train.Trainer.train_epoch
-    calls = []
-
-    def interrupted(self, loader, desc="train"):
-        calls.append(desc)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self, loader, desc)
-
-    monkeypatch.setattr(train.Trainer, "train_epoch", interrupted)
-    run = tmp_path / "interrupted"
-    assert train.cli_main(options + ["--out", str(run)]) == 130
-    assert "--resume" in capsys.readouterr().err
-    monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
-    assert train.cli_main(["--resume", str(run), "--quiet"]) == 0
-    a = minicnn.load(tmp_path / "straight" / "checkpoint.npz")
-    b = minicnn.load(run / "checkpoint.npz")
-    assert b["epoch"] == 2
-    for key in a["model"]:
-        assert np.array_equal(a["model"][key].numpy(), b["model"][key].numpy()), key
-    assert train.cli_main(["--resume", str(run), "--epochs", "3"]) == 2   # cosine total
-    assert "planned over the total" in capsys.readouterr().err
-
-
-def test_bad_input_is_reported_without_a_traceback(tmp_path, capsys, monkeypatch):
-    assert train.cli_main(["--dataset", "mnist", "--data-dir", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "missing file(s)" in err and "Traceback" not in err
-    assert train.cli_main(["--model", "nope"]) == 2
-    assert "unknown model 'nope'" in capsys.readouterr().err
-    assert train.cli_main(["--resume", str(tmp_path / "none")]) == 2
-    assert "no checkpoint" in capsys.readouterr().err
-
-    def mismatched(name, num_classes, in_channels, image_size):
-        return nn.Sequential(nn.Conv2d(in_channels, 4, 5), nn.ReLU(), nn.Flatten(),
-                             nn.Linear(4 * 20 * 20, num_classes))
-
-    monkeypatch.setattr(train, "build_model", mismatched)
-    assert train.cli_main(QUICK + ["--out", str(tmp_path / "r")]) == 2
-    err = capsys.readouterr().err
-    assert "layer '3' (Linear)" in err and "(2, 1, 28, 28)" in err and "Traceback" not in err
-    assert train.cli_main(["--epochs", "0"]) == 2
-    assert train.cli_main(["--optimizer", "lbfgs"]) == 2           # argparse usage error
-    assert train.cli_main(["--help"]) == 0
-
-
-def test_python_dash_m_minicnn_train_in_a_subprocess(tmp_path):
-    out = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, "-m", "minicnn", "train", *QUICK, "--subset", "16", "--epochs", "1",
-         "--workers", "0", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "test accuracy:" in result.stdout
-    assert (out / "checkpoint.npz").exists() and (out / "curves.png").exists()
+def test_classification_loss_with_auxiliary_heads_is_main_plus_0_3_each():
+    """GoogLeNet's training output is (logits, aux_logits2, aux_logits1): the task's loss
+    is the paper's main + 0.3 x (aux1 + aux2), each term also logged on its own."""
+    from minicnn.models import googlenet
+    model = googlenet(num_classes=3)
+    x, y = minicnn.randn(2, 3, 64, 64), minicnn.tensor([0, 2])
+    outputs = []
+    model.register_forward_hook(lambda m, args, out: outputs.append(out))
+    losses, logits = train.Classification().losses(model, (x, y), training=True)
+    out = outputs[0]
+    assert type(out).__name__ == "GoogLeNetOutputs" and logits is out.logits
+    ce = minicnn.nn.functional.cross_entropy
+    main, aux1, aux2 = ce(out.logits, y), ce(out.aux_logits1, y), ce(out.aux_logits2, y)
+    assert set(losses) == {"loss", "loss_main", "loss_aux_logits1", "loss_aux_logits2"}
+    np.testing.assert_allclose(losses["loss"].item(),
+                               main.item() + 0.3 * (aux1.item() + aux2.item()), rtol=1e-6)
+    np.testing.assert_allclose(losses["loss_aux_logits1"].item(), aux1.item(), rtol=1e-6)
+    # the weight is the task's argument (Inception-v3 recipes use 0.4)
+    outputs.clear()
+    minicnn.manual_seed(0)
+    weighted, _ = train.Classification(aux_weight=0.4).losses(model, (x, y), training=True)
+    out = outputs[0]
+    expected = ce(out.logits, y).item() + 0.4 * (ce(out.aux_logits1, y).item()
+                                                 + ce(out.aux_logits2, y).item())
+    np.testing.assert_allclose(weighted["loss"].item(), expected, rtol=1e-6)
 
 
 @pytest.mark.slow
-def test_default_command_trains_lenet_on_digits(tmp_path, capsys):
-    """The default setting (digits, LeNet-5, sgd, cosine) on a short budget: it must
-    learn well past chance within 3 epochs."""
-    out = tmp_path / "digits"
-    assert train.cli_main(["--epochs", "3", "--quiet", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    accuracy = float(printed.split("test accuracy: ")[1].split("%")[0])
-    assert accuracy > 60
-    config = json.loads((out / "config.json").read_text())
-    assert config["dataset"] == "digits" and config["model"] == "lenet5"
+def test_googlenet_trains_through_the_trainer_with_its_auxiliary_losses(tmp_path):
+    from minicnn.models import googlenet
+    minicnn.manual_seed(0)
+    model = googlenet(num_classes=3, dropout=0.0, dropout_aux=0.0)
+    x, y = minicnn.randn(6, 3, 64, 64), minicnn.tensor([0, 1, 2, 0, 1, 2])
+    optimizer = minicnn.optim.Adam(model.parameters(), lr=1e-3)
+    trainer = train.Trainer(model, optimizer, progress=False, log=False,
+                            out_dir=tmp_path)
+    history = trainer.fit(_Batches([(x, y)]), epochs=6)
+    losses = [m["train_loss"] for m in history]
+    assert losses[-1] < 0.5 * losses[0], losses
+    first = history[0]
+    np.testing.assert_allclose(first["train_loss"], first["train_loss_main"] + 0.3 * (
+        first["train_loss_aux_logits1"] + first["train_loss_aux_logits2"]), rtol=1e-6)
+    # eval mode: plain logits, the main head alone
+    assert not isinstance(model.eval()(x), tuple)
+    logged = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"train_loss_main", "train_loss_aux_logits2", "train_accuracy"} <= set(logged)
+
+
+class _TwoLosses(nn.Module):
+    """Stands for a detection model in train mode: a dict of named losses."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 1), nn.Linear(4, 1)
+
+    def forward(self, x, target):
+        return {"loss_a": ((self.a(x) - target) ** 2).mean(),
+                "loss_b": ((self.b(x) + target) ** 2).mean()}
+
+
+class _LossDictTask(train.Task):
+    def losses(self, model, batch, training):
+        x, target = batch
+        return self.total(model(x, target)), None
+
+
+def test_a_task_whose_model_returns_a_dict_of_losses_minimises_their_sum(tmp_path):
+    model = _TwoLosses()
+    x, t = minicnn.randn(8, 4), minicnn.randn(8, 1)
+    losses, _ = _LossDictTask().losses(model, (x, t), training=True)
+    assert list(losses) == ["loss", "loss_a", "loss_b"]
+    np.testing.assert_allclose(losses["loss"].item(),
+                               losses["loss_a"].item() + losses["loss_b"].item(), rtol=1e-6)
+    trainer = train.Trainer(model, minicnn.optim.SGD(model.parameters(), lr=0.05),
+                            task=_LossDictTask(), out_dir=tmp_path, progress=False, log=False)
+    history = trainer.fit(_Batches([(x, t)]), _Batches([(x, t)]), epochs=5)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert {"train_loss_a", "train_loss_b", "eval_loss", "eval_loss_a"} <= set(history[0])
+    assert "train_accuracy" not in history[0]
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+class _TinyGAN(train.Task):
+    """Two networks, two optimizers, stepped in the GAN's order (discriminator, then
+    generator with the non-saturating loss): nothing in the Trainer's loop knows."""
+
+    def _d_loss(self, D, real, fake):
+        bce = minicnn.nn.functional.binary_cross_entropy_with_logits
+        n = len(real)
+        return bce(D(real), minicnn.ones(n, 1)) + bce(D(fake), minicnn.zeros(n, 1))
+
+    def _g_loss(self, D, fake):
+        bce = minicnn.nn.functional.binary_cross_entropy_with_logits
+        return bce(D(fake), minicnn.ones(len(fake), 1))
+
+    def losses(self, model, batch, training):
+        real = batch[0]
+        fake = model["generator"](minicnn.randn(len(real), 2))
+        d_loss = self._d_loss(model["discriminator"], real, fake)
+        g_loss = self._g_loss(model["discriminator"], fake)
+        return {"loss": d_loss + g_loss, "loss_d": d_loss, "loss_g": g_loss}, fake
+
+    def train_step(self, trainer, batch):
+        G, D = trainer.model["generator"], trainer.model["discriminator"]
+        opt = trainer.optimizer
+        real = batch[0]
+        fake = G(minicnn.randn(len(real), 2))
+        d_loss = self._d_loss(D, real, fake.detach())
+        opt["discriminator"].zero_grad()
+        d_loss.backward()
+        opt["discriminator"].step()
+        g_loss = self._g_loss(D, fake)
+        opt["generator"].zero_grad()
+        g_loss.backward()
+        opt["generator"].step()
+        with minicnn.no_grad():
+            total = d_loss + g_loss
+        return {"loss": total, "loss_d": d_loss, "loss_g": g_loss}, fake
+
+
+def _gan_setup(out_dir):
+    minicnn.manual_seed(0)
+    model = nn.ModuleDict({"generator": nn.Sequential(nn.Linear(2, 8), nn.ReLU(),
+                                                      nn.Linear(8, 3)),
+                           "discriminator": nn.Sequential(nn.Linear(3, 8), nn.ReLU(),
+                                                          nn.Dropout(0.2), nn.Linear(8, 1))})
+    optimizers = {"generator": minicnn.optim.Adam(model["generator"].parameters(),
+                                                  lr=2e-3, betas=(0.5, 0.999)),
+                  "discriminator": minicnn.optim.Adam(model["discriminator"].parameters(),
+                                                      lr=2e-3, betas=(0.5, 0.999))}
+    schedulers = {name: minicnn.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
+                  for name, opt in optimizers.items()}
+    data = minicnn.randn(32, 3) * 0.3 + 1.0
+    loader = _Batches([(data[i:i + 8],) for i in range(0, 32, 8)])
+    trainer = train.Trainer(model, optimizers, task=_TinyGAN(), scheduler=schedulers,
+                            out_dir=out_dir, progress=False, log=False)
+    return trainer, loader
+
+
+def test_a_task_with_two_optimizers_trains_checkpoints_and_resumes_exactly(tmp_path):
+    straight, loader = _gan_setup(tmp_path / "straight")
+    history = straight.fit(loader, epochs=3)
+    assert {"train_loss_d", "train_loss_g", "lr_generator", "lr_discriminator"} <= \
+        set(history[0])
+    assert history[1]["lr_generator"] == 0.5 * history[0]["lr_generator"]
+
+    def crash_after_first_epoch(trainer, metrics):
+        if metrics["epoch"] == 1:
+            raise Crash
+
+    broken, loader = _gan_setup(tmp_path / "broken")
+    with pytest.raises(Crash):
+        broken.fit(loader, epochs=3, callbacks=[crash_after_first_epoch])
+    saved = train.load_checkpoint(tmp_path / "broken")
+    assert set(saved["optimizer"]) == set(saved["scheduler"]) == {"generator",
+                                                                  "discriminator"}
+    resumed, loader = _gan_setup(tmp_path / "broken")
+    minicnn.manual_seed(123)                  # resuming restores the generator state
+    resumed.fit(loader, epochs=3, resume=tmp_path / "broken")
+    for key, value in straight.model.state_dict().items():
+        assert np.array_equal(value.numpy(), resumed.model.state_dict()[key].numpy()), key
+    # a checkpoint of one optimizer cannot be resumed into a run of two
+    gan, _ = _gan_setup(None)
+    single = train.Trainer(gan.model, minicnn.optim.SGD(gan.model.parameters(), lr=0.1),
+                           progress=False, log=False)
+    single.save_checkpoint(tmp_path / "single.npz")
+    with pytest.raises(ValueError, match=r"resume: the checkpoint holds optimizer state"):
+        gan.load_checkpoint(tmp_path / "single.npz")
+
+
+def test_the_default_step_refuses_several_optimizers_and_task_options_clash():
+    model = nn.Linear(3, 2)
+    two = {"a": minicnn.optim.SGD(model.parameters(), lr=0.1),
+           "b": minicnn.optim.SGD(model.parameters(), lr=0.1)}
+    trainer = train.Trainer(model, two, progress=False, log=False)
+    batch = (minicnn.randn(4, 3), minicnn.tensor([0, 1, 0, 1]))
+    with pytest.raises(TypeError, match="must define train_step"):
+        trainer.train_epoch(_Batches([batch]))
+    with pytest.raises(ValueError, match="with task= given"):
+        train.Trainer(model, two["a"], loss_fn=minicnn.nn.functional.cross_entropy,
+                      task=train.Classification())
+    with pytest.raises(TypeError, match="minicnn.train.Task"):
+        train.Trainer(model, two["a"], task="classification")

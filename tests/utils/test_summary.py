@@ -1,8 +1,6 @@
 """minicnn.summary and `minicnn summary`: totals against the published figures, the
 counting rules on small hand-checked models, shapes-only mode against the real forward,
 and the command line."""
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -188,37 +186,3 @@ def test_input_data_and_double():
     result = minicnn.summary(model, input_data=x, verbose=False)
     assert result.input_shapes == [(3, 3, 16, 16)]
     assert result.param_bytes == 8 * result.total_params
-
-
-def test_cli(capsys):
-    assert S.cli_main(["resnet20", "--depth", "1"], prog="minicnn summary") == 0
-    out = capsys.readouterr().out
-    assert "input [1, 3, 32, 32]" in out and "Total params: 269,722" in out
-    assert S.cli_main(["googlenet", "--input-size", "3", "64", "64", "--set",
-                       "aux_logits=False", "--num-classes", "10", "--shapes-only"]) == 0
-    out = capsys.readouterr().out
-    assert "Total params: 5,610,154" in out and "shapes only" in out
-    assert S.cli_main(["--list"]) == 0
-    assert "densenet121" in capsys.readouterr().out
-    assert S.cli_main(["resnet"]) == 2
-    assert "did you mean" in capsys.readouterr().err
-    assert S.cli_main(["resnet20", "--set", "shortcut"]) == 2
-    assert S.cli_main(["resnet20", "--set", "shortcut='C'"]) == 1
-    assert "shortcut" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_minicnn_summary_command():
-    run = subprocess.run([sys.executable, "-m", "minicnn", "summary", "alexnet",
-                          "--input-size", "3", "224", "224", "--shapes-only", "--depth", "1"],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert "Total params: 61,100,840" in run.stdout
-    assert "(714.19 M;" in run.stdout
-
-
-def test_cli_default_input_comes_from_the_model(capsys):
-    from minicnn.utils.summary import cli_main
-    assert cli_main(["lenet5"]) == 0                 # modern LeNet-5 is 1x28x28
-    out = capsys.readouterr().out
-    assert "[1, 1, 28, 28]" in out and "61,706" in out

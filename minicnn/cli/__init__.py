@@ -4,15 +4,19 @@
     minicnn gradcheck   check every op against PyTorch and finite differences
     minicnn summary     layer table of a model: shapes, parameters, multiply-adds
     minicnn bench       minicnn vs PyTorch timings
+
+Argument parsing lives here and only here: ``cli/train.py`` and ``cli/summary.py`` own
+the options of their sub-commands; the library below them takes plain arguments.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 
 def _gradcheck(args):
-    from .utils import opcheck
+    from ..utils import opcheck
     try:
         cases = opcheck.cases(args.op)
     except KeyError as exc:
@@ -39,22 +43,32 @@ def build_parser():
     p.add_argument("--no-torch", action="store_true", help="finite differences only")
     p.set_defaults(run=_gradcheck)
 
-    for name, module, help_text in (
-            ("train", "minicnn.train", "train a CNN (default: LeNet-5 on the offline digits set)"),
-            ("summary", "minicnn.utils.summary", "layer table of a model"),
-            ("bench", "benchmarks.__main__", "minicnn vs PyTorch timings")):
+    for name, run, help_text in (
+            ("train", _train, "train a CNN (default: LeNet-5 on the offline digits set)"),
+            ("summary", _summary, "layer table of a model"),
+            ("bench", _bench, "minicnn vs PyTorch timings")):
         p = sub.add_parser(name, help=help_text, add_help=False)
-        p.set_defaults(run=_delegate(module, name))
+        p.set_defaults(run=run)
     return parser
 
 
-def _delegate(module_name, command):
-    """Sub-commands with many options own their parser (``module.cli_main(argv)``)."""
-    def run(args):
-        import importlib
-        module = importlib.import_module(module_name)
-        return module.cli_main(args.rest, prog=f"minicnn {command}")
-    return run
+# Sub-commands with many options own their parser: each gets the rest of the command line.
+
+def _train(args):
+    from . import train
+    return train.cli_main(args.rest, prog="minicnn train")
+
+
+def _summary(args):
+    from . import summary
+    return summary.cli_main(args.rest, prog="minicnn summary")
+
+
+def _bench(args):
+    # NOTE: benchmarks/ sits above the package (it imports minicnn and torch), so the
+    # command finds it at run time instead of importing it at the top of this file.
+    bench = importlib.import_module("benchmarks.__main__")
+    return bench.cli_main(args.rest, prog="minicnn bench")
 
 
 def main(argv=None):

@@ -1,0 +1,351 @@
+"""``minicnn train``: the command-line face of :class:`minicnn.train.Trainer`.
+
+With no options it trains LeNet-5 on the offline digits set and prints the test accuracy;
+``minicnn train --help`` lists the options. The names it accepts come from tables the
+library keeps: models from ``minicnn.models.MODELS``, data sets from :data:`DATASETS`
+below (the files of MNIST, Fashion-MNIST and CIFAR are read from ``--data-dir``: nothing
+is downloaded).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from .. import backend, models, optim
+from ..autograd import no_grad
+from ..data import DataLoader, Subset, datasets, transforms as T
+from ..train import CONFIG, Trainer, load_checkpoint
+from ..utils.serialization import CheckpointError
+
+__all__ = ["cli_main", "build_parser", "build_datasets", "build_model", "check_model_on",
+           "ModelInputError", "DATASETS"]
+
+
+# ============================================================ what to train on
+
+# mean and standard deviation of the training pixels (in [0, 1]) of the file data sets
+_STATS = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion-mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+DATASETS = ("digits", "synthetic", "mnist", "fashion-mnist", "cifar10", "cifar100")
+
+
+def build_datasets(name, data_dir=None, image_size=None, augment=False, subset=None,
+                   seed=0):
+    """``(train_set, test_set, num_classes, in_channels, image_size)`` for a data-set name.
+
+    Images are turned into normalised ``(C, H, W)`` float32 arrays. ``image_size``
+    resizes (digits, synthetic: drawn at that size; MNIST-like: padded 28 -> 32).
+    ``augment`` adds random crops (and flips for CIFAR). ``subset`` keeps that many
+    training images (a quick run).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    if name in ("mnist", "fashion-mnist", "cifar10", "cifar100") and data_dir is None:
+        raise ValueError(f"--dataset {name} reads files you already have: pass --data-dir "
+                         "FOLDER (minicnn does not download data sets)")
+    colour = name.startswith("cifar")
+    native = 32 if colour else 28
+    size = native if image_size is None else int(image_size)
+    geometry = []
+    if name in ("mnist", "fashion-mnist") and size != 28:
+        if size != 32:
+            raise ValueError(f"--image-size for {name} must be 28 or 32 (padded), got {size}")
+        geometry = [T.CenterCrop(32)]               # zero-pads 28x28 to 32x32, centred
+    elif colour and size != 32:
+        geometry = [T.Resize(size)]
+    if name == "digits":
+        train = datasets.Digits(train=True, image_size=size)
+        test = datasets.Digits(train=False, image_size=size)
+    elif name == "synthetic":
+        train = datasets.SyntheticShapes(1200, image_size=size, num_classes=4, seed=seed)
+        test = datasets.SyntheticShapes(300, image_size=size, num_classes=4, seed=seed + 1)
+    else:
+        kind = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST,
+                "cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[name]
+        train, test = kind(data_dir, train=True), kind(data_dir, train=False)
+    if name in _STATS:
+        mean, std = _STATS[name]
+    else:   # measured on the training images themselves
+        pixels = train.data.astype(np.float64) / 255.0
+        mean, std = (float(pixels.mean()),), (float(pixels.std()),)
+    normalize = [T.ToTensor()] + geometry + [T.Normalize(mean, std)]
+    augmentation = []
+    if augment:
+        augmentation = [T.RandomCrop(size, padding=size // 8)]
+        augmentation += [T.RandomHorizontalFlip()] if colour else [T.RandomRotation(10)]
+    train.transform = T.Compose(normalize + augmentation)
+    test.transform = T.Compose(normalize)
+    num_classes = len(train.classes)
+    if subset is not None and subset < len(train):
+        order = np.random.Generator(np.random.PCG64(seed)).permutation(len(train))
+        train = Subset(train, np.sort(order[:subset]).tolist())
+    return train, test, num_classes, (3 if colour else 1), size
+
+
+def build_model(name, num_classes, in_channels, image_size):
+    """A model of the zoo (``minicnn.models.MODELS``) by name, sized for the data. LeNet-5
+    fits its layers to the image size; the other models take any size their pooling allows
+    (``check_model_on`` says clearly when one does not)."""
+    kwargs = {"num_classes": num_classes, "in_channels": in_channels}
+    if name in ("lenet5", "lenet5-1998"):
+        kwargs["input_size"] = image_size
+    return models.get_model(name, **kwargs)
+
+
+class ModelInputError(ValueError):
+    """The model cannot take the data set's images."""
+
+
+def check_model_on(model, inputs, num_classes, model_name="model"):
+    """Run one batch through ``model`` (no graph). If a layer rejects it, raise
+    :class:`ModelInputError` naming that layer (its dotted name and type), the input
+    shape, and the layer's own message; also check the output is ``(N, num_classes)``."""
+    names = {id(m): n for n, m in model.named_modules()}
+    running = []                        # the modules entered and not yet left
+
+    def enter(module, args):
+        running.append(module)
+
+    def leave(module, args, output):      # returns None: the output is kept
+        running.pop()
+
+    hooks = []
+    for module in model.modules():
+        hooks += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            out = model(inputs)
+    except (ValueError, RuntimeError, TypeError, IndexError) as exc:
+        layer = running[-1] if running else model
+        where = names.get(id(layer)) or "(the model itself)"
+        raise ModelInputError(
+            f"model {model_name!r} cannot take inputs of shape {tuple(inputs.shape)}: layer "
+            f"{where!r} ({type(layer).__name__}) failed with: {exc}") from exc
+    finally:
+        for handle in hooks:
+            handle.remove()
+        model.train(was_training)
+    if not hasattr(out, "shape") or tuple(out.shape) != (inputs.shape[0], num_classes):
+        raise ModelInputError(f"model {model_name!r} returned "
+                              f"{getattr(out, 'shape', type(out).__name__)} for inputs "
+                              f"{tuple(inputs.shape)}; expected logits of shape "
+                              f"({inputs.shape[0]}, {num_classes})")
+
+
+_DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+_TOTAL_DEPENDENT = ("cosine", "onecycle", "linear")
+
+
+def build_parser(prog="minicnn train"):
+    p = argparse.ArgumentParser(
+        prog=prog, description="Train a CNN. With no options: LeNet-5 on the offline digits "
+        "set (scikit-learn's 1,797 handwritten digits at 28x28), about a minute on a CPU.")
+    p.add_argument("--model", default="lenet5", help="lenet5 (default), lenet5-1998, or any "
+                   "builder of minicnn.models such as resnet20")
+    p.add_argument("--dataset", default="digits", choices=DATASETS,
+                   help="digits (default, offline), synthetic (generated shapes), or files "
+                   "you have in --data-dir")
+    p.add_argument("--data-dir", help="folder with the MNIST/Fashion-MNIST/CIFAR files")
+    p.add_argument("--epochs", type=int, default=None, help="total epochs (default 20)")
+    p.add_argument("--batch-size", type=int, default=32, help="default 32")
+    p.add_argument("--optimizer", default="sgd", choices=sorted(_DEFAULT_LR),
+                   help="default sgd")
+    p.add_argument("--lr", type=float, help="learning rate (default 0.05 for sgd, 1e-3 "
+                   "for the others)")
+    p.add_argument("--momentum", type=float, default=0.9, help="sgd/rmsprop momentum "
+                   "(default 0.9)")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="default 5e-4")
+    p.add_argument("--scheduler", default="cosine",
+                   choices=["cosine", "step", "onecycle", "linear", "none"],
+                   help="learning-rate schedule (default cosine)")
+    p.add_argument("--device", default=None, help="cpu (default) or cuda")
+    p.add_argument("--seed", type=int, default=0, help="seeds everything (default 0)")
+    p.add_argument("--out", help="run folder (default runs/<date-time>-<model>-<dataset>)")
+    p.add_argument("--resume", metavar="RUN", help="continue a run from its folder or "
+                   "checkpoint file, with its saved options")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    p.add_argument("--image-size", type=int, help="input size (default: the model's)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="random crops and small rotations, for CIFAR crops and flips "
+                   "(default on)")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                   help="mixup with Beta(ALPHA, ALPHA) on each training batch (default off)")
+    p.add_argument("--subset", type=int, help="train on this many images only (quick runs)")
+    p.add_argument("--workers", type=int, default=1, help="data-loading threads, 0 for "
+                   "none (default 1)")
+    return p
+
+
+def cli_main(argv=None, prog="minicnn train"):
+    """``minicnn train [options]``; returns the exit status (0 success, 2 bad input,
+    130 interrupted)."""
+    parser = build_parser(prog)
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as exc:            # --help, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return _run(args, prog)
+    except (FileNotFoundError, CheckpointError, ModelInputError, ImportError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except _UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _resolve_options(args):
+    """Fill defaults; with --resume, take the saved run's options (only --epochs,
+    --device, --quiet, --workers and --out may be given anew)."""
+    state = None
+    if args.resume:
+        state = load_checkpoint(args.resume)
+        saved = dict(state["config"])
+        missing = {"model", "dataset", "epochs", "scheduler", "seed"} - set(saved)
+        if missing:
+            raise _UsageError(f"{args.resume} was not written by `minicnn train` (its config "
+                              f"lacks {', '.join(sorted(missing))}); resume it from Python "
+                              "with Trainer.fit(..., resume=...)")
+        for key in ("epochs", "device", "quiet", "workers"):
+            value = getattr(args, key)
+            if value not in (None, False):
+                saved[key] = value
+        if args.epochs is not None and args.epochs != state["config"]["epochs"] and \
+                saved["scheduler"] in _TOTAL_DEPENDENT:
+            raise _UsageError(f"--epochs {args.epochs} differs from the run's "
+                              f"{state['config']['epochs']}, but its '{saved['scheduler']}' "
+                              "learning-rate schedule is planned over the total; resume "
+                              "without --epochs, or start a new run")
+        resume_dir = args.resume if os.path.isdir(args.resume) else os.path.dirname(args.resume)
+        saved["out"] = args.out or resume_dir or "."
+        saved["resume"] = args.resume
+        args = argparse.Namespace(**saved)
+    else:
+        if args.epochs is None:
+            args.epochs = 20
+        if args.device is None:
+            args.device = "cpu"
+        if args.lr is None:
+            args.lr = _DEFAULT_LR[args.optimizer]
+        if args.out is None:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            args.out = _unique(os.path.join("runs", f"{stamp}-{args.model}-{args.dataset}"))
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise _UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    return args, state
+
+
+def _unique(path):
+    candidate, n = path, 1
+    while os.path.exists(candidate):
+        n += 1
+        candidate = f"{path}-{n}"
+    return candidate
+
+
+def _run(args, prog):
+    args, resumed = _resolve_options(args)
+    started = time.perf_counter()
+    backend.manual_seed(args.seed)
+    device = backend.Device(args.device)
+    if device.type == "cuda" and not backend.is_cuda_available():
+        backend.cupy()                 # raises with the reason (no CuPy / no GPU)
+
+    default_size = 32 if args.model == "lenet5-1998" else None
+    try:
+        train_set, test_set, num_classes, in_channels, size = build_datasets(
+            args.dataset, args.data_dir, args.image_size or default_size, args.augment,
+            args.subset, args.seed)
+        model = build_model(args.model, num_classes, in_channels, size)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                              num_workers=args.workers)
+    test_loader = DataLoader(test_set, batch_size=256, num_workers=args.workers)
+    model.to(device)
+    example = next(iter(DataLoader(test_set, batch_size=2, seed=0)))[0].to(device)
+    check_model_on(model, example, num_classes, args.model)
+
+    optimizer = _make_optimizer(args, model)
+    scheduler, interval = _make_scheduler(args, optimizer, len(train_loader))
+    mix = T.MixUp(args.mixup, num_classes) if args.mixup > 0 else None
+    config = {k: v for k, v in vars(args).items() if k != "resume"}
+    trainer = Trainer(model, optimizer, scheduler=scheduler, scheduler_interval=interval,
+                      device=device, out_dir=args.out, batch_transform=mix,
+                      progress=not args.quiet, log=not args.quiet, config=config)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, CONFIG), "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
+    if not args.quiet:
+        parameters = sum(p.numel() for p in model.parameters())
+        verb = f"resuming at epoch {resumed['epoch'] + 1} of" if resumed else "training"
+        print(f"{verb} {args.model} ({parameters:,} parameters) on {args.dataset} "
+              f"({len(train_set)} train / {len(test_set)} test images, {size}x{size}), "
+              f"{args.epochs} epochs, {args.optimizer} lr {args.lr:g}, {args.scheduler} "
+              f"schedule, device {device}\nrun folder: {args.out}", flush=True)
+    try:
+        trainer.fit(train_loader, test_loader, epochs=args.epochs,
+                    resume=args.resume if resumed else None)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after {trainer.epoch} complete epoch(s); continue with:\n"
+              f"  {prog} --resume {args.out}", file=sys.stderr)
+        return 130
+    if trainer.history and "eval_accuracy" in trainer.history[-1]:
+        result = trainer.history[-1]
+        correct = round(result["eval_accuracy"] * len(test_set))
+        print(f"test accuracy: {result['eval_accuracy']:.2%} ({correct}/{len(test_set)}) "
+              f"after {trainer.epoch} epochs, {time.perf_counter() - started:.1f} s; "
+              f"run folder: {args.out}", flush=True)
+    return 0
+
+
+def _make_optimizer(args, model):
+    params = model.parameters()
+    if args.optimizer == "sgd":
+        return optim.SGD(params, lr=args.lr, momentum=args.momentum,
+                         weight_decay=args.weight_decay)
+    if args.optimizer == "adam":
+        return optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+    if args.optimizer == "adamw":
+        return optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    return optim.RMSprop(params, lr=args.lr, momentum=args.momentum,
+                         weight_decay=args.weight_decay)
+
+
+def _make_scheduler(args, optimizer, steps_per_epoch):
+    """``(scheduler or None, "epoch" | "batch")``."""
+    S = optim.lr_scheduler
+    if args.scheduler == "cosine":
+        return S.CosineAnnealingLR(optimizer, T_max=args.epochs), "epoch"
+    if args.scheduler == "step":
+        return S.StepLR(optimizer, step_size=max(1, math.ceil(args.epochs / 3)), gamma=0.1), \
+            "epoch"
+    if args.scheduler == "linear":
+        return S.LinearLR(optimizer, start_factor=1.0, end_factor=0.01,
+                          total_iters=args.epochs), "epoch"
+    if args.scheduler == "onecycle":
+        return S.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
+                            steps_per_epoch=steps_per_epoch), "batch"
+    return None, "epoch"
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli_main())

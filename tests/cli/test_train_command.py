@@ -1,0 +1,119 @@
+"""``minicnn train``: the command end to end (run folder, bad input reported cleanly,
+resume after an interrupt, ``python -m minicnn train``)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import nn, train
+from minicnn.cli import train as train_command
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+QUICK = ["--dataset", "synthetic", "--subset", "48", "--batch-size", "16", "--quiet"]
+
+
+def test_check_model_on_names_the_failing_layer():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(100, 10))
+    with pytest.raises(train_command.ModelInputError) as info:
+        train_command.check_model_on(model, minicnn.randn(2, 1, 28, 28), 10, "tiny")
+    message = str(info.value)
+    assert "layer '2' (Linear)" in message and "(2, 1, 28, 28)" in message
+    with pytest.raises(train_command.ModelInputError,
+                       match=r"expected logits of shape \(2, 5\)"):
+        train_command.check_model_on(nn.Sequential(nn.Flatten(), nn.Linear(784, 3)),
+                                     minicnn.randn(2, 1, 28, 28), 5)
+
+
+def test_cli_runs_end_to_end_and_writes_its_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_command.cli_main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "test accuracy:" in printed and str(out) in printed
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.json", "curves.png",
+                                       "metrics.jsonl"]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 1 and {"train_loss", "eval_accuracy", "lr"} <= set(metrics[0])
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "lenet5" and config["dataset"] == "synthetic"
+    state = minicnn.load(out / "checkpoint.npz")
+    assert state["epoch"] == 1 and "c1.weight" in state["model"]
+    assert set(state) >= {"optimizer", "scheduler", "rng", "train_loader", "history"}
+
+
+def test_cli_resume_after_an_interrupt_matches_an_uninterrupted_run(tmp_path, monkeypatch,
+                                                                    capsys):
+    options = QUICK + ["--epochs", "2", "--optimizer", "adam", "--mixup", "0.4"]
+    assert train_command.cli_main(options + ["--out", str(tmp_path / "straight")]) == 0
+    real_epoch = train.Trainer.train_epoch
+    calls = []
+
+    def interrupted(self, loader, desc="train"):
+        calls.append(desc)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, loader, desc)
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", interrupted)
+    run = tmp_path / "interrupted"
+    assert train_command.cli_main(options + ["--out", str(run)]) == 130
+    assert "--resume" in capsys.readouterr().err
+    monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
+    assert train_command.cli_main(["--resume", str(run), "--quiet"]) == 0
+    a = minicnn.load(tmp_path / "straight" / "checkpoint.npz")
+    b = minicnn.load(run / "checkpoint.npz")
+    assert b["epoch"] == 2
+    for key in a["model"]:
+        assert np.array_equal(a["model"][key].numpy(), b["model"][key].numpy()), key
+    assert train_command.cli_main(["--resume", str(run), "--epochs", "3"]) == 2   # cosine total
+    assert "planned over the total" in capsys.readouterr().err
+
+
+def test_bad_input_is_reported_without_a_traceback(tmp_path, capsys, monkeypatch):
+    assert train_command.cli_main(["--dataset", "mnist", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "missing file(s)" in err and "Traceback" not in err
+    assert train_command.cli_main(["--model", "nope"]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
+    assert train_command.cli_main(["--resume", str(tmp_path / "none")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+    def mismatched(name, num_classes, in_channels, image_size):
+        return nn.Sequential(nn.Conv2d(in_channels, 4, 5), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(4 * 20 * 20, num_classes))
+
+    monkeypatch.setattr(train_command, "build_model", mismatched)
+    assert train_command.cli_main(QUICK + ["--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "layer '3' (Linear)" in err and "(2, 1, 28, 28)" in err and "Traceback" not in err
+    assert train_command.cli_main(["--epochs", "0"]) == 2
+    assert train_command.cli_main(["--optimizer", "lbfgs"]) == 2           # argparse usage error
+    assert train_command.cli_main(["--help"]) == 0
+
+
+def test_python_dash_m_minicnn_train_in_a_subprocess(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "minicnn", "train", *QUICK, "--subset", "16", "--epochs", "1",
+         "--workers", "0", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy:" in result.stdout
+    assert (out / "checkpoint.npz").exists() and (out / "curves.png").exists()
+
+
+@pytest.mark.slow
+def test_default_command_trains_lenet_on_digits(tmp_path, capsys):
+    """The default setting (digits, LeNet-5, sgd, cosine) on a short budget: it must
+    learn well past chance within 3 epochs."""
+    out = tmp_path / "digits"
+    assert train_command.cli_main(["--epochs", "3", "--quiet", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    accuracy = float(printed.split("test accuracy: ")[1].split("%")[0])
+    assert accuracy > 60
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] == "digits" and config["model"] == "lenet5"
