@@ -18,6 +18,7 @@ import math
 
 from .. import backend
 from ..autograd import Function, as_tensor, _check_dim
+from ._checks import float_input
 
 __all__ = ["relu", "sigmoid", "tanh", "softmax", "log_softmax", "leaky_relu", "elu",
            "gelu", "relu6", "hardtanh", "softplus", "silu"]
@@ -121,7 +122,7 @@ def leaky_relu(input, negative_slope=0.01, inplace=False):
     Gradient: 1 for x > 0, ``negative_slope`` for x ≤ 0. NOTE: at exactly 0 the gradient
     is ``negative_slope``, as in torch (relu's is 0 there). ``inplace`` computes out of place.
     """
-    x = _float_input("leaky_relu", input)
+    x = float_input("leaky_relu", input)
     return LeakyReLU(float(negative_slope))(x)
 
 
@@ -146,7 +147,7 @@ def elu(input, alpha=1.0, inplace=False):
     Gradient: 1 for x > 0, α eˣ for x ≤ 0. NOTE: at exactly 0 it is α (torch's choice:
     the left derivative), not 1. ``inplace`` computes out of place.
     """
-    x = _float_input("elu", input)
+    x = float_input("elu", input)
     return ELU(float(alpha))(x)
 
 
@@ -179,7 +180,7 @@ def gelu(input, approximate="none"):
 
     erf comes from ``backend.erf`` (numba on the CPU, cupyx on the GPU): NumPy has none.
     """
-    x = _float_input("gelu", input)
+    x = float_input("gelu", input)
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return GELU(approximate)(x)
@@ -222,7 +223,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     Gradient: 1 where min_val < x < max_val, 0 elsewhere. NOTE: 0 exactly at the bounds,
     as in torch. ``inplace`` computes out of place.
     """
-    x = _float_input("hardtanh", input)
+    x = float_input("hardtanh", input)
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val ({min_val}) cannot be greater than max_val "
                          f"({max_val})")
@@ -250,7 +251,7 @@ def relu6(input, inplace=False):
     It is ``hardtanh(x, 0, 6)``: gradient 1 strictly inside (0, 6), 0 elsewhere. NOTE: 0
     at x = 0 and at x = 6, as in torch. ``inplace`` computes out of place.
     """
-    x = _float_input("relu6", input)
+    x = float_input("relu6", input)
     return HardTanh(0.0, 6.0)(x)
 
 
@@ -263,7 +264,7 @@ def softplus(input, beta=1.0, threshold=20.0):
     torch evaluates it directly, so the two differ only where torch returns inf (a
     ``threshold`` above ~88 in float32, ~709 in float64).
     """
-    x = _float_input("softplus", input)
+    x = float_input("softplus", input)
     if beta == 0:
         raise ValueError("softplus: beta must be non-zero (it divides the result)")
     return Softplus(float(beta), float(threshold))(x)
@@ -291,7 +292,7 @@ def silu(input, inplace=False):
 
     Gradient: σ(x) (1 + x (1 - σ(x))). ``inplace`` computes out of place.
     """
-    x = _float_input("silu", input)
+    x = float_input("silu", input)
     return SiLU()(x)
 
 
@@ -308,13 +309,6 @@ class SiLU(Function):
 
 
 # ------------------------------------------------------------------------ helpers
-
-def _float_input(op, input):
-    x = as_tensor(input)
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
-    return x
-
 
 def _sigmoid(xp, z):
     """σ(z) = 1 / (1 + e^-z) without overflow: e^-|z| ≤ 1 on both sides of 0."""

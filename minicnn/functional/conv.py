@@ -24,13 +24,12 @@ held in full: conv2d saves the input instead and rebuilds the columns in backwar
 """
 from __future__ import annotations
 
-import numbers
-
 from kernels import dispatch, numba_conv
 from kernels.im2col import (col2im, conv_output_size, conv_transpose_output_size,
                             im2col)
 
 from ..autograd import Function, as_tensor
+from ._checks import check_float, pair, positive_int
 from .padding import pad as _pad
 from .shape import squeeze, unsqueeze
 
@@ -69,7 +68,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     unbatched = _check_input("conv2d", x, w)
     N, C, H, W = (1,) + tuple(x.shape) if unbatched else x.shape
     O, Cg, KH, KW = w.shape
-    groups = _check_groups("conv2d", groups)
+    groups = positive_int("conv2d", "groups", groups)
     if Cg * groups != C:
         raise ValueError(f"conv2d: weight of shape {tuple(w.shape)} has {Cg} input channels "
                          f"per group, so with groups={groups} the input needs {Cg * groups} "
@@ -78,8 +77,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise ValueError(f"conv2d: out_channels ({O}, weight shape {tuple(w.shape)}) must be "
                          f"divisible by groups ({groups})")
     _check_bias("conv2d", bias, O, x)
-    stride = _pair("conv2d", "stride", stride, minimum=1)
-    dilation = _pair("conv2d", "dilation", dilation, minimum=1)
+    stride = pair("conv2d", "stride", stride, minimum=1)
+    dilation = pair("conv2d", "dilation", dilation, minimum=1)
     extra = (0, 0)     # bottom/right padding beyond the symmetric part ('same' only)
     if isinstance(padding, str):
         if padding == "valid":
@@ -97,7 +96,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
             raise ValueError(f"conv2d: padding must be an int, a pair of ints, 'valid' or "
                              f"'same', got {padding!r}")
     else:
-        padding = _pair("conv2d", "padding", padding, minimum=0)
+        padding = pair("conv2d", "padding", padding, minimum=0)
     Hp, Wp = H + 2 * padding[0] + extra[0], W + 2 * padding[1] + extra[1]
     OH = conv_output_size(H + extra[0], KH, stride[0], padding[0], dilation[0])
     OW = conv_output_size(W + extra[1], KW, stride[1], padding[1], dilation[1])
@@ -207,7 +206,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     unbatched = _check_input(op, x, w)
     C = x.shape[-3]
     Cw, Og, KH, KW = w.shape
-    groups = _check_groups(op, groups)
+    groups = positive_int(op, "groups", groups)
     if Cw != C:
         raise ValueError(f"{op}: weight of shape {tuple(w.shape)} (in_channels, "
                          f"out_channels/groups, KH, KW) expects {Cw} input channels, but "
@@ -218,10 +217,10 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     if isinstance(padding, str):
         raise ValueError(f"{op}: padding must be an int or a pair of ints (string padding "
                          f"such as {padding!r} is only for conv2d), got {padding!r}")
-    stride = _pair(op, "stride", stride, minimum=1)
-    padding = _pair(op, "padding", padding, minimum=0)
-    dilation = _pair(op, "dilation", dilation, minimum=1)
-    output_padding = _pair(op, "output_padding", output_padding, minimum=0)
+    stride = pair(op, "stride", stride, minimum=1)
+    padding = pair(op, "padding", padding, minimum=0)
+    dilation = pair(op, "dilation", dilation, minimum=1)
+    output_padding = pair(op, "output_padding", output_padding, minimum=0)
     for d in range(2):
         if output_padding[d] >= max(stride[d], dilation[d]):
             raise ValueError(f"{op}: output_padding {output_padding} must be smaller than "
@@ -318,8 +317,7 @@ def _check_input(op, x, w):
     if min(w.shape[2:]) < 1:
         raise ValueError(f"{op}: kernel size must be at least 1x1, weight shape is "
                          f"{tuple(w.shape)}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: expected a floating-point input, got {x.dtype}")
+    check_float(op, x)
     if x.dtype != w.dtype:
         raise TypeError(f"{op}: input dtype {x.dtype} does not match weight dtype {w.dtype}")
     if x.device != w.device:
@@ -336,25 +334,3 @@ def _check_bias(op, bias, out_channels, x):
                          f"channel), got {tuple(b.shape)}")
     if b.dtype != x.dtype:
         raise TypeError(f"{op}: bias dtype {b.dtype} does not match input dtype {x.dtype}")
-
-
-def _check_groups(op, groups):
-    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
-        raise ValueError(f"{op}: groups must be a positive integer, got {groups!r}")
-    return int(groups)
-
-
-def _pair(op, name, value, minimum):
-    """An int or a length-2 sequence of ints -> a (h, w) tuple, each >= minimum."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        pair = (int(value), int(value))
-    elif (isinstance(value, (tuple, list)) and len(value) == 2
-          and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                  for v in value)):
-        pair = (int(value[0]), int(value[1]))
-    else:
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        what = "positive" if minimum == 1 else "non-negative"
-        raise ValueError(f"{op}: {name} must be {what}, got {value!r}")
-    return pair

@@ -19,6 +19,7 @@ import warnings
 
 from .. import backend
 from ..autograd import Function, as_tensor
+from ._checks import check_float
 
 __all__ = ["dropout", "dropout2d"]
 
@@ -33,7 +34,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
     """
     x = as_tensor(input)
     p = _check_p("dropout", p)
-    return _masked_dropout(x, p, training, x.shape)
+    return _masked_dropout("dropout", x, p, training, x.shape)
 
 
 class Dropout(Function):
@@ -77,16 +78,15 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
                       f"(N, C, H, W) (torch deprecates other ranks). Channels (dim 1) of "
                       f"each sample are dropped as a whole.", UserWarning, stacklevel=2)
     mask_shape = tuple(x.shape[:2]) + (1,) * (x.ndim - 2)    # (N, C, 1, 1)
-    return _masked_dropout(x, p, training, mask_shape)
+    return _masked_dropout("dropout2d", x, p, training, mask_shape)
 
 
 # ------------------------------------------------------------------------ helpers
 
-def _masked_dropout(x, p, training, mask_shape):
+def _masked_dropout(op, x, p, training, mask_shape):
     if not training or p == 0 or x.numel() == 0:
         return x
-    if x.dtype.kind != "f":
-        raise TypeError(f"dropout: expected a floating-point input, got {x.dtype}")
+    check_float(op, x)
     xp = backend.get_array_module(x.array)
     if p == 1:
         # every unit dropped: a zero mask, not 0 · 1/(1 - p) = 0 · inf = NaN

@@ -25,13 +25,10 @@ import math
 
 from .. import backend
 from ..autograd import Function, Tensor, as_tensor, is_grad_enabled
-from .activation import _float_input
+from ._checks import check_reduction, float_input
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss",
            "huber_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
-
-
-_REDUCTIONS = ("none", "mean", "sum")
 
 
 # ------------------------------------------------------------------- class losses
@@ -58,9 +55,9 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
 
     log p is computed as x - max - log Σ exp(x - max), so logits of ±1000 are fine.
     """
-    x = _float_input("cross_entropy", input)
+    x = float_input("cross_entropy", input)
     t = as_tensor(target)
-    _check_reduction("cross_entropy", reduction)
+    check_reduction("cross_entropy", reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got "
                          f"{label_smoothing}")
@@ -185,9 +182,9 @@ def nll_loss(input, target, weight=None, *, ignore_index=-100, reduction="mean")
 
     Shapes as for cross_entropy with class-index targets.
     """
-    x = _float_input("nll_loss", input)
+    x = float_input("nll_loss", input)
     t = as_tensor(target)
-    _check_reduction("nll_loss", reduction)
+    check_reduction("nll_loss", reduction)
     classes = _num_classes("nll_loss", x)
     w = _class_weight("nll_loss", weight, classes, x)
     t = _class_target("nll_loss", x, t, classes, ignore_index)
@@ -314,9 +311,9 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
 
 
 def _pointwise(op, kind, input, target, reduction, param, weight):
-    x = _float_input(op, input)
+    x = float_input(op, input)
     y = as_tensor(target)
-    _check_reduction(op, reduction)
+    check_reduction(op, reduction)
     if y.dtype.kind != "f":
         raise TypeError(f"{op}: target must be floating point like input, got dtype "
                         f"{y.dtype}")
@@ -366,9 +363,9 @@ def binary_cross_entropy(input, target, weight=None, *, reduction="mean"):
     use binary_cross_entropy_with_logits, which is stable without any clamp.
     ``weight`` broadcasts to input's shape and is a constant.
     """
-    x = _float_input("binary_cross_entropy", input)
+    x = float_input("binary_cross_entropy", input)
     y = as_tensor(target)
-    _check_reduction("binary_cross_entropy", reduction)
+    check_reduction("binary_cross_entropy", reduction)
     _check_binary_target("binary_cross_entropy", x, y)
     y = y.to(dtype=x.dtype)
     xp = backend.get_array_module(x.array)
@@ -429,9 +426,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, *, reduction="m
         dL/dx = s · w · (σ(x) (1 + (p - 1) y) - p y)
         dL/dy = s · w · (p · softplus(-x) - softplus(x))
     """
-    x = _float_input("binary_cross_entropy_with_logits", input)
+    x = float_input("binary_cross_entropy_with_logits", input)
     y = as_tensor(target)
-    _check_reduction("binary_cross_entropy_with_logits", reduction)
+    check_reduction("binary_cross_entropy_with_logits", reduction)
     _check_binary_target("binary_cross_entropy_with_logits", x, y)
     y = y.to(dtype=x.dtype)
     w = _broadcast_constant("binary_cross_entropy_with_logits", "weight", weight, x)
@@ -482,11 +479,6 @@ class BCEWithLogits(Function):
 
 
 # ------------------------------------------------------------------------ helpers
-
-def _check_reduction(op, reduction):
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
-
 
 def _num_classes(op, x):
     """C, from an input (N, C, d1, ...) or one unbatched sample (C,)."""

@@ -32,6 +32,7 @@ from kernels import lrn as _lrn
 
 from .. import backend
 from ..autograd import Function, Tensor, as_tensor
+from ._checks import float_input, positive_int
 
 __all__ = ["batch_norm", "layer_norm", "group_norm", "local_response_norm",
            "local_response_norm_spatial"]
@@ -71,9 +72,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     In both, dγ = Σ dy x̂ and dβ = Σ dy over (N, spatial). The running statistics
     receive no gradient.
     """
-    x = as_tensor(input)
-    if x.dtype.kind != "f":
-        raise TypeError(f"batch_norm: expected a floating-point input, got {x.dtype}")
+    x = float_input("batch_norm", input)
     if x.ndim < 2:
         raise ValueError(f"batch_norm: expected input of shape (N, C) or (N, C, *), got "
                          f"shape {tuple(x.shape)} ({x.ndim} dimension(s))")
@@ -186,9 +185,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     dγ = Σ dy x̂ and dβ = Σ dy over the leading dimensions. Training and evaluation are
     the same computation.
     """
-    x = as_tensor(input)
-    if x.dtype.kind != "f":
-        raise TypeError(f"layer_norm: expected a floating-point input, got {x.dtype}")
+    x = float_input("layer_norm", input)
     shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) \
         else tuple(normalized_shape)
     if not shape or not all(isinstance(s, numbers.Integral) and s > 0 for s in shape):
@@ -247,16 +244,11 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     Gradients: the closed form of the module docstring over each group's M values;
     dγ_c = Σ dy x̂ and dβ_c = Σ dy over N and the spatial positions.
     """
-    x = as_tensor(input)
-    if x.dtype.kind != "f":
-        raise TypeError(f"group_norm: expected a floating-point input, got {x.dtype}")
+    x = float_input("group_norm", input)
     if x.ndim < 2:
         raise RuntimeError(f"group_norm: expected input of shape (N, C, *) with at least 2 "
                            f"dimensions, got shape {tuple(x.shape)}")
-    if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral) \
-            or num_groups <= 0:
-        raise ValueError(f"group_norm: num_groups must be a positive integer, got "
-                         f"{num_groups!r}")
+    num_groups = positive_int("group_norm", "num_groups", num_groups)
     channels = x.shape[1]
     if channels % num_groups:
         raise RuntimeError(f"group_norm: expected the number of channels in input to be "
@@ -407,14 +399,11 @@ def _standardize_backward(dxhat, xhat, inv_std, axes):
 
 
 def _lrn_input(op, input, size):
-    x = as_tensor(input)
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: expected a floating-point input, got {x.dtype}")
+    x = float_input(op, input)
     if x.ndim < 3:
         raise ValueError(f"{op}: expected 3D or higher dimensionality input (N, C, *), got "
                          f"{x.ndim} dimensions (shape {tuple(x.shape)})")
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0:
-        raise ValueError(f"{op}: size must be a positive integer, got {size!r}")
+    positive_int(op, "size", size)
     return x
 
 

@@ -30,6 +30,7 @@ from kernels import pooling as _kp
 
 from .. import backend
 from ..autograd import Function, as_tensor
+from ._checks import check_float, pair
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "max_unpool2d"]
@@ -296,13 +297,9 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     if idx.shape != x.shape:
         raise ValueError(f"{op}: indices must have the input's shape {tuple(x.shape)}, got "
                          f"{tuple(idx.shape)}")
-    kernel = _pair(op, "kernel_size", kernel_size)
-    stride = kernel if _unset(stride) else _pair(op, "stride", stride)
-    padding = _pair(op, "padding", padding)
-    _check_positive(op, "kernel_size", kernel)
-    _check_positive(op, "stride", stride)
-    if min(padding) < 0:
-        raise ValueError(f"{op}: padding must be >= 0, got {padding}")
+    kernel = pair(op, "kernel_size", kernel_size, minimum=1)
+    stride = kernel if _unset(stride) else pair(op, "stride", stride, minimum=1)
+    padding = pair(op, "padding", padding, minimum=0)
     default = tuple(_kp.unpool_output_size(n, k, s, p)
                     for n, k, s, p in zip(x.shape[-2:], kernel, stride, padding))
     out_size = default if output_size is None else _unpool_size(op, output_size, default, stride)
@@ -345,10 +342,7 @@ def _check_input(op, x, integers_ok=False):
     if 0 in x.shape[-3:]:
         raise ValueError(f"{op}: channels, height and width must be non-zero (only the "
                          f"batch may be empty), got shape {tuple(x.shape)}")
-    kinds = "fiu" if integers_ok else "f"
-    if x.dtype.kind not in kinds:
-        raise TypeError(f"{op}: expected a floating-point{' or integer' if integers_ok else ''}"
-                        f" input, got {x.dtype}")
+    check_float(op, x, integers_ok)
 
 
 def _unset(value):
@@ -356,29 +350,11 @@ def _unset(value):
     return value is None or (isinstance(value, (tuple, list)) and len(value) == 0)
 
 
-def _pair(op, name, value):
-    """An int, or a sequence of one or two ints, as an (h, w) pair."""
-    items = value if isinstance(value, (tuple, list)) else (value,)
-    if (len(items) in (1, 2) and all(isinstance(v, numbers.Integral)
-                                     and not isinstance(v, bool) for v in items)):
-        return (int(items[0]), int(items[-1]))
-    raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-
-
-def _check_positive(op, name, pair):
-    if min(pair) < 1:
-        raise ValueError(f"{op}: {name} must be >= 1, got {pair}")
-
-
 def _window_args(op, kernel_size, stride, padding, dilation):
-    kernel = _pair(op, "kernel_size", kernel_size)
-    stride = kernel if _unset(stride) else _pair(op, "stride", stride)
-    padding = _pair(op, "padding", padding)
-    dilation = _pair(op, "dilation", dilation)
-    for name, pair in (("kernel_size", kernel), ("stride", stride), ("dilation", dilation)):
-        _check_positive(op, name, pair)
-    if min(padding) < 0:
-        raise ValueError(f"{op}: padding must be >= 0, got {padding}")
+    kernel = pair(op, "kernel_size", kernel_size, minimum=1)
+    stride = kernel if _unset(stride) else pair(op, "stride", stride, minimum=1)
+    padding = pair(op, "padding", padding, minimum=0)
+    dilation = pair(op, "dilation", dilation, minimum=1)
     if any(p > k // 2 for p, k in zip(padding, kernel)):
         raise ValueError(f"{op}: padding {padding} must be at most half the kernel size "
                          f"{kernel} (padding <= kernel_size // 2 on each axis, as torch "

@@ -12,6 +12,7 @@ import math
 
 from .. import backend
 from ..autograd import Function, as_tensor, _check_dim
+from ._checks import float_input
 
 __all__ = ["sum", "mean", "amax", "amin", "max", "min", "var", "std", "argmax", "argmin"]
 
@@ -45,9 +46,7 @@ class Sum(Function):
 
 def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """Arithmetic mean over ``axis``; the gradient is ``g / n`` at every element."""
-    x = as_tensor(x)
-    if x.dtype.kind != "f":
-        raise TypeError(f"mean: expected a floating-point tensor, got {x.dtype}")
+    x = float_input("mean", x)
     return Mean(_axes("mean", x, axis, dim), _keep(keepdims, keepdim))(x)
 
 
@@ -149,9 +148,7 @@ def var(x, axis=None, keepdims=False, *, dim=None, keepdim=None, correction=None
     As in torch the default is the unbiased estimator (``correction=1``); pass
     ``correction=0`` (or ``unbiased=False``, or NumPy's ``ddof=0``) for the biased one.
     """
-    x = as_tensor(x)
-    if x.dtype.kind != "f":
-        raise TypeError(f"var: expected a floating-point tensor, got {x.dtype}")
+    x = float_input("var", x)
     given = [c for c in (correction, ddof) if c is not None]
     if unbiased is not None:
         given.append(1 if unbiased else 0)

@@ -19,6 +19,7 @@ import struct
 
 from .. import backend
 from ..autograd import Function, as_tensor
+from ._checks import float_input, positive_int
 from .padding import ConstantPad, take, take_backward
 
 __all__ = ["interpolate", "center_crop", "pixel_shuffle", "pixel_unshuffle"]
@@ -53,9 +54,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     Gradient: the adjoint of those reads (see the module docstring).
     Only 4-D input and these three modes; ``antialias`` must be False.
     """
-    x = as_tensor(input)
-    if x.dtype.kind != "f":
-        raise TypeError(f"interpolate: input must be floating point, got dtype {x.dtype}")
+    x = float_input("interpolate", input)
     if mode not in _MODES:
         raise ValueError(f"interpolate: mode must be one of {_MODES} (minicnn implements "
                          f"these), got {mode!r}")
@@ -167,7 +166,7 @@ def pixel_shuffle(input, upscale_factor):
     the upstream gradient.
     """
     x = as_tensor(input)
-    r = _factor("pixel_shuffle", "upscale_factor", upscale_factor)
+    r = positive_int("pixel_shuffle", "upscale_factor", upscale_factor)
     if x.ndim < 3:
         raise ValueError(f"pixel_shuffle: expected an input of at least 3 dimensions "
                          f"(*, C, H, W), got shape {tuple(x.shape)}")
@@ -193,7 +192,7 @@ def pixel_unshuffle(input, downscale_factor):
     the inverse of pixel_shuffle; its gradient is pixel_shuffle of the upstream gradient.
     """
     x = as_tensor(input)
-    r = _factor("pixel_unshuffle", "downscale_factor", downscale_factor)
+    r = positive_int("pixel_unshuffle", "downscale_factor", downscale_factor)
     if x.ndim < 3:
         raise ValueError(f"pixel_unshuffle: expected an input of at least 3 dimensions "
                          f"(*, C, H, W), got shape {tuple(x.shape)}")
@@ -219,12 +218,6 @@ def _unshuffle(a, r):
     a = a.reshape(*lead, c, h // r, r, w // r, r)                  # (*, C, H, r, W, r)
     a = a.transpose(*range(k), k, k + 2, k + 4, k + 1, k + 3)      # (*, C, r, r, H, W)
     return a.reshape(*lead, c * r * r, h // r, w // r)
-
-
-def _factor(op, name, value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{op}: {name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _output_sizes(in_sizes, size, scale_factor, recompute):

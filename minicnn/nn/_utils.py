@@ -1,5 +1,6 @@
 """Small helpers shared by the layers: argument normalisation, parameter creation, and
-the input checks that name the layer in their error messages."""
+the input checks that name the layer in their error messages. Argument checks the ops
+share too (an (h, w) pair, a positive integer) live in ``minicnn/functional/_checks.py``."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,21 +9,14 @@ from .. import backend
 from .parameter import Parameter
 
 
-def _ntuple(value, n, name="argument"):
-    """``2 -> (2, 2)``; a tuple/list of length ``n`` is kept (as a tuple of ints)."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != n:
-            raise ValueError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
-        return tuple(int(v) for v in value)
-    return (int(value),) * n
-
-
-def _pair(value, name="argument"):
-    return _ntuple(value, 2, name)
-
-
 def _quadruple(value, name="padding"):
-    return _ntuple(value, 4, name)
+    """``2 -> (2, 2, 2, 2)``; a tuple/list of length 4 is kept (as a tuple of ints).
+    (An (h, w) pair is ``minicnn.functional._checks.pair``, shared with the ops.)"""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 4:
+            raise ValueError(f"{name} must be an int or a tuple of 4 ints, got {value!r}")
+        return tuple(int(v) for v in value)
+    return (int(value),) * 4
 
 
 def empty_parameter(shape, device=None, dtype=None):

@@ -9,8 +9,9 @@ import math
 
 from .. import functional as F
 from ..autograd import as_tensor
+from ..functional._checks import pair, positive_int
 from . import init
-from ._utils import _pair, check_channels, check_ndim, describe, empty_parameter
+from ._utils import check_channels, check_ndim, describe, empty_parameter
 from .module import Module
 
 __all__ = ["Conv2d", "ConvTranspose2d"]
@@ -25,8 +26,7 @@ class _ConvNd(Module):
                  transposed, output_padding, groups, bias, padding_mode, device, dtype):
         super().__init__()
         name = type(self).__name__
-        if groups <= 0:
-            raise ValueError(f"{name}: groups must be a positive integer, got {groups}")
+        groups = positive_int(name, "groups", groups)
         if in_channels % groups:
             raise ValueError(f"{name}: in_channels ({in_channels}) must be divisible by "
                              f"groups ({groups})")
@@ -38,9 +38,9 @@ class _ConvNd(Module):
                              f"{padding_mode!r}")
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
-        self.dilation = _pair(dilation, "dilation")
+        self.kernel_size = pair(name, "kernel_size", kernel_size)
+        self.stride = pair(name, "stride", stride)
+        self.dilation = pair(name, "dilation", dilation)
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
                 raise ValueError(f"{name}: padding must be an int, a pair, 'same' or "
@@ -50,9 +50,9 @@ class _ConvNd(Module):
                                  f"convolutions (stride={self.stride})")
             self.padding = padding
         else:
-            self.padding = _pair(padding, "padding")
+            self.padding = pair(name, "padding", padding)
         self.transposed = transposed
-        self.output_padding = _pair(output_padding, "output_padding")
+        self.output_padding = pair(name, "output_padding", output_padding)
         self.groups = int(groups)
         self.padding_mode = padding_mode
         # (left, right, top, bottom): the amounts F.pad takes, last dimension first

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..autograd import as_tensor
-from ._utils import _pair, check_ndim
+from ..functional._checks import pair
+from ._utils import check_ndim
 from .module import Module
 
 __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "MaxUnpool2d"]
@@ -116,9 +117,9 @@ class MaxUnpool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride if stride is not None else kernel_size, "stride")
-        self.padding = _pair(padding, "padding")
+        self.kernel_size = pair("MaxUnpool2d", "kernel_size", kernel_size)
+        self.stride = pair("MaxUnpool2d", "stride", kernel_size if stride is None else stride)
+        self.padding = pair("MaxUnpool2d", "padding", padding)
 
     def forward(self, input, indices, output_size=None):
         x = as_tensor(input)
