@@ -278,12 +278,13 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
 def conv2d_backward(g, x, w, x_shape, w_shape, stride, padding, dilation, groups,
                     need_x, need_w, need_b):
     """Gradients of :func:`conv2d_forward` given the upstream gradient g (N, O, OH, OW):
-    (dL/dx or None, dL/dw or None, dL/db or None), as the reference computes them::
+    (gx, gw, gb), each None when not wanted, as the reference computes them::
 
-        dL/dx = col2im(Wᵀ @ g),   dL/dW = Σ g @ colsᵀ,   dL/db = Σ g over N, OH, OW
+        gx = col2im(wᵀ @ g),   gw = Σ g @ colsᵀ,   gb = Σ g over N, OH, OW
 
-    ``x`` is needed only for dL/dW and ``w`` only for dL/dx (either may be None when its
-    gradient is not wanted); ``x_shape`` and ``w_shape`` give the shapes.
+    with w the weight as a (O/G, C/G·KH·KW) matrix per group. ``x`` is needed only for
+    gw and ``w`` only for gx (either may be None when its gradient is not wanted);
+    ``x_shape`` and ``w_shape`` give the shapes.
     """
     g = np.ascontiguousarray(g)
     N, C = x_shape[:2]
@@ -297,7 +298,7 @@ def conv2d_backward(g, x, w, x_shape, w_shape, stride, padding, dilation, groups
     if need_x:
         w_mat = np.ascontiguousarray(w).reshape(G, O // G, K // G)
     gx = np.zeros(x_shape, dtype=dtype) if need_x else None
-    gw_t = np.zeros((G, K // G, O // G), dtype=dtype) if need_w else None  # dL/dWᵀ
+    gw_t = np.zeros((G, K // G, O // G), dtype=dtype) if need_w else None  # gwᵀ
     gb = np.zeros(O, np.float64)
     for n0, nimg, oh0, nrows in _tiles(N, OH, OW, K):
         m = nimg * nrows * OW

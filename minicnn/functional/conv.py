@@ -2,17 +2,17 @@
 
 Notation: N batch, C input channels, O output channels, G groups, H×W input, KH×KW
 kernel, SH×SW stride, PH×PW padding, DH×DW dilation, OH×OW output. The two ops are each
-other's adjoint, and their backward passes say so:
+other's adjoint, and their backward passes say so (g = dL/dy, the upstream gradient):
 
-=================  ===========================  ===================================
-                   conv2d                       conv_transpose2d
-=================  ===========================  ===================================
-forward            im2col(x), then W @ cols     Wᵀ @ x, then col2im
-grad of input      Wᵀ @ g, then col2im          im2col(g), then W @ cols
-                   (a transposed convolution)   (a convolution)
-grad of weight     g @ colsᵀ, summed over N     x @ im2col(g)ᵀ, summed over N
-grad of bias       Σ g over N, OH, OW           Σ g over N, OH, OW
-=================  ===========================  ===================================
+=================  ===============================  ====================================
+                   conv2d                           conv_transpose2d
+=================  ===============================  ====================================
+forward            im2col(x), then weight @ cols    weightᵀ @ x, then col2im
+grad of input      weightᵀ @ g, then col2im         im2col(g), then weight @ cols
+                   (a transposed convolution)       (a convolution)
+grad of weight     g @ colsᵀ, summed over N         x @ im2col(g)ᵀ, summed over N
+grad of bias       Σ g over N, OH, OW               Σ g over N, OH, OW
+=================  ===============================  ====================================
 
 The column layout is (N, C, KH, KW, OH, OW); see ``kernels/im2col.py`` for the index
 arithmetic and why that layout needs no transposes.
@@ -40,8 +40,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation (what deep learning calls convolution), as
     ``torch.nn.functional.conv2d``::
 
-        y[n, o, i, j] = b[o] + Σ_{c, kh, kw} W[o, c, kh, kw]
-                               · x_pad[n, g·C/G + c, i·SH + kh·DH, j·SW + kw·DW]
+        y[n, o, i, j] = bias[o] + Σ_{c, kh, kw} weight[o, c, kh, kw]
+                                  · x_pad[n, g·C/G + c, i·SH + kh·DH, j·SW + kw·DW]
 
     with g = o // (O/G) the group of output channel o; c runs over the C/G input
     channels of that group.
@@ -58,11 +58,12 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         output (N, O, OH, OW) (or (O, OH, OW)) with
         OH = floor((H + 2·PH - DH·(KH-1) - 1) / SH) + 1, likewise OW.
 
-    Forward (per group): cols = im2col(x) as (C/G·KH·KW, OH·OW) per image, y = W @ cols.
+    Forward (per group): cols = im2col(x) as (C/G·KH·KW, OH·OW) per image,
+    y = weight @ cols, with weight as an (O/G, C/G·KH·KW) matrix.
     Backward (``Conv2d.backward``), with g = dL/dy:
-        dL/dx    = col2im(Wᵀ @ g)           (a transposed convolution of g)
-        dL/dW    = Σ_n g_n @ cols_nᵀ
-        dL/dbias = Σ_{n, i, j} g[n, :, i, j]
+        dL/dx      = col2im(weightᵀ @ g)      (a transposed convolution of g)
+        dL/dweight = Σ_n g_n @ cols_nᵀ
+        dL/dbias   = Σ_{n, i, j} g[n, :, i, j]
     """
     x, w = as_tensor(input), as_tensor(weight)
     unbatched = _check_input("conv2d", x, w)
@@ -155,8 +156,8 @@ class Conv2d(Function):
     def backward(self, g):
         if self.fast:
             return numba_conv.conv2d_backward(
-                g, self.x_saved, self.w_saved, self.x_shape, self.w_shape, self.stride, self.padding,
-                self.dilation, self.groups, *self.needs_input_grad)
+                g, self.x_saved, self.w_saved, self.x_shape, self.w_shape, self.stride,
+                self.padding, self.dilation, self.groups, *self.needs_input_grad)
         N, O, OH, OW = g.shape
         G = self.groups
         C = self.x_shape[1]
@@ -164,12 +165,12 @@ class Conv2d(Function):
         g_mat = g.reshape(N, G, O // G, OH * OW)
         gx = gw = gb = None
         if self.needs_input_grad[0]:
-            # dL/dcols = Wᵀ @ g: (G, Cg·KH·KW, O/G) @ (N, G, O/G, OH·OW)
-            g_cols = self.w_mat.swapaxes(-1, -2) @ g_mat
-            g_cols = g_cols.reshape(N, C, KH, KW, OH, OW)
-            gx = col2im(g_cols, self.x_shape, **self._kernel_args())
+            # dL/dcols = weightᵀ @ g: (G, Cg·KH·KW, O/G) @ (N, G, O/G, OH·OW)
+            gcols = self.w_mat.swapaxes(-1, -2) @ g_mat
+            gcols = gcols.reshape(N, C, KH, KW, OH, OW)
+            gx = col2im(gcols, self.x_shape, **self._kernel_args())
         if self.needs_input_grad[1]:
-            # dL/dW = Σ_n g_n @ cols_nᵀ: (N, G, O/G, OH·OW) @ (N, G, OH·OW, Cg·KH·KW)
+            # dL/dweight = Σ_n g_n @ cols_nᵀ: (N, G, O/G, OH·OW) @ (N, G, OH·OW, Cg·KH·KW)
             gw = (g_mat @ self.cols.swapaxes(-1, -2)).sum(axis=0).reshape(self.w_shape)
         if self.needs_input_grad[2]:
             gb = g.sum(axis=(0, 2, 3))
@@ -184,7 +185,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     the kernel, scaled by its value, into the output at stride (SH, SW)::
 
         y[n, g·O/G + o, i·SH + kh·DH - PH, j·SW + kw·DW - PW]
-            += Σ_c x[n, g·C/G + c, i, j] · W[g·C/G + c, o, kh, kw]     (then + b)
+            += Σ_c x[n, g·C/G + c, i, j] · weight[g·C/G + c, o, kh, kw]   (then + bias)
 
     ``padding`` crops PH rows/PW columns from each side of that result;
     ``output_padding`` (< stride or < dilation, per axis) adds rows/columns at the
@@ -195,11 +196,12 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
         channels first); bias (O,); output (N, O, OH, OW) with
         OH = (H - 1)·SH - 2·PH + DH·(KH-1) + output_padding + 1, likewise OW.
 
-    Forward (per group): cols = Wᵀ @ x as (O/G·KH·KW, H·W) per image, y = col2im(cols).
+    Forward (per group): cols = weightᵀ @ x as (O/G·KH·KW, H·W) per image, with weight
+    as a (C/G, O/G·KH·KW) matrix; y = col2im(cols).
     Backward (``ConvTranspose2d.backward``), with g = dL/dy and gcols = im2col(g):
-        dL/dx    = W @ gcols                (a convolution of g)
-        dL/dW    = Σ_n x_n @ gcols_nᵀ
-        dL/dbias = Σ_{n, i, j} g[n, :, i, j]
+        dL/dx      = weight @ gcols           (a convolution of g)
+        dL/dweight = Σ_n x_n @ gcols_nᵀ
+        dL/dbias   = Σ_{n, i, j} g[n, :, i, j]
     """
     op = "conv_transpose2d"
     x, w = as_tensor(input), as_tensor(weight)
@@ -289,17 +291,17 @@ class ConvTranspose2d(Function):
             # larger) the window fits more than H positions in g; only the first H are
             # the ones forward scattered to.
             if self.fast:
-                g_cols = numba_conv.im2col(g, KH, KW, out_size=self.in_hw,
+                gcols = numba_conv.im2col(g, KH, KW, out_size=self.in_hw,
                                            **self._kernel_args())
             else:
-                g_cols = im2col(g, KH, KW, out_size=self.in_hw, **self._kernel_args())
-            g_cols = g_cols.reshape(N, G, Og * KH * KW, H * W)
+                gcols = im2col(g, KH, KW, out_size=self.in_hw, **self._kernel_args())
+            gcols = gcols.reshape(N, G, Og * KH * KW, H * W)
             if self.needs_input_grad[0]:
                 # (G, C/G, Og·KH·KW) @ (N, G, Og·KH·KW, H·W) -> (N, G, C/G, H·W)
-                gx = (self.w_mat @ g_cols).reshape(N, C, H, W)
+                gx = (self.w_mat @ gcols).reshape(N, C, H, W)
             if self.needs_input_grad[1]:
                 # Σ_n x_n @ gcols_nᵀ: (N, G, C/G, H·W) @ (N, G, H·W, Og·KH·KW)
-                gw = (self.x_mat @ g_cols.swapaxes(-1, -2)).sum(axis=0).reshape(self.w_shape)
+                gw = (self.x_mat @ gcols.swapaxes(-1, -2)).sum(axis=0).reshape(self.w_shape)
         if self.needs_input_grad[2]:
             gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb

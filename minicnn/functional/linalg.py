@@ -60,11 +60,12 @@ class MatMul(Function):
 
 
 def linear(input, weight, bias=None):
-    """y = x Wᵀ + b, as ``torch.nn.functional.linear``.
+    """y = x weightᵀ + bias, as ``torch.nn.functional.linear``.
 
     Shapes: input (*, in_features), weight (out_features, in_features), bias
     (out_features,), output (*, out_features).
-    Gradients: dx = g W, dW = gᵀ x (over all leading dims), db = Σ g.
+    Gradients, with g = dL/dy: dL/dx = g weight, dL/dweight = gᵀ x (summed over all
+    leading dimensions), dL/dbias = Σ g.
     """
     x, w = as_tensor(input), as_tensor(weight)
     if w.ndim != 2:

@@ -88,10 +88,7 @@ class CrossEntropy(Function):
         n, c = x.shape[0], x.shape[1]
         x3 = x.reshape(n, c, -1)                                    # (N, C, S)
         t2 = target.reshape(n, -1)                                  # (N, S)
-        shifted = x3 - x3.max(axis=1, keepdims=True)
-        exps = xp.exp(shifted)
-        total = exps.sum(axis=1, keepdims=True)
-        logp = shifted - xp.log(total)                              # (N, C, S)
+        logp, probs = _log_softmax(xp, x3, self.needs_input_grad[0])   # (N, C, S)
         valid, t_safe, w_t = _pick_weights(xp, t2, self.weight, self.ignore_index, x.dtype)
         picked = xp.take_along_axis(logp, t_safe[:, None, :], axis=1)[:, 0, :]   # (N, S)
         loss = -w_t * picked
@@ -102,12 +99,12 @@ class CrossEntropy(Function):
         loss = loss.astype(x.dtype, copy=False)
         count = w_t.sum()                 # Σ w[t_i] over the samples not ignored
         if self.needs_input_grad[0]:
-            self.probs = exps / total
+            self.probs = probs
             self.valid, self.t_safe, self.w_t, self.count = valid, t_safe, w_t, count
             self.out_shape = target.shape
         return _reduce(xp, loss.reshape(target.shape), self.reduction, count)
 
-    def backward(self, g, *_):
+    def backward(self, g):
         xp = backend.get_array_module(g)
         p = self.probs                                              # (N, C, S)
         n, c, s = p.shape
@@ -117,14 +114,14 @@ class CrossEntropy(Function):
         eps, w_t = self.eps, self.w_t
         class_total = c if self.weight is None else self.weight.sum()   # Σ_c w_c
         a = (1 - eps) * w_t + (eps / c) * class_total * self.valid     # (N, S)
-        grad = p * (scale * a)[:, None, :]
+        gx = p * (scale * a)[:, None, :]
         onehot = xp.arange(c)[None, :, None] == self.t_safe[:, None, :]
-        grad = grad - onehot * ((1 - eps) * w_t * scale)[:, None, :]
+        gx = gx - onehot * ((1 - eps) * w_t * scale)[:, None, :]
         if eps > 0:
             w = 1 if self.weight is None else self.weight[None, :, None]
-            grad = grad - (eps / c) * w * scale[:, None, :]
-        grad = grad.astype(g.dtype, copy=False).reshape((n, c) + tuple(self.out_shape[1:]))
-        return grad, None
+            gx = gx - (eps / c) * w * scale[:, None, :]
+        gx = gx.astype(g.dtype, copy=False).reshape((n, c) + tuple(self.out_shape[1:]))
+        return gx, None
 
 
 class CrossEntropyProbs(Function):
@@ -133,22 +130,19 @@ class CrossEntropyProbs(Function):
     def __init__(self, weight, reduction, label_smoothing):
         self.weight, self.reduction, self.eps = weight, reduction, label_smoothing
 
-    def forward(self, x, target):
+    def forward(self, x, q):
         xp = backend.get_array_module(x)
         n, c = x.shape[0], x.shape[1]
         x3 = x.reshape(n, c, -1)                                    # (N, C, S)
-        q = target.reshape(n, c, -1)                                # (N, C, S)
-        shifted = x3 - x3.max(axis=1, keepdims=True)
-        exps = xp.exp(shifted)
-        total = exps.sum(axis=1, keepdims=True)
-        logp = shifted - xp.log(total)
+        q = q.reshape(n, c, -1)                                     # (N, C, S)
+        logp, probs = _log_softmax(xp, x3, self.needs_input_grad[0])
         if self.eps > 0:
             q = q * (1 - self.eps) + self.eps / c
         wq = q if self.weight is None else q * self.weight[None, :, None]   # w ⊙ q'
         loss = -(logp * wq).sum(axis=1)                             # (N, S)
         count = loss.size                 # samples, not weights: torch's rule here
         if self.needs_input_grad[0]:
-            self.probs, self.wq = exps / total, wq
+            self.probs, self.wq = probs, wq
         if self.needs_input_grad[1]:
             self.logp = logp
         self.count, self.shape = count, x.shape
@@ -156,7 +150,7 @@ class CrossEntropyProbs(Function):
         return _reduce(xp, loss.reshape(out_shape).astype(x.dtype, copy=False),
                        self.reduction, count)
 
-    def backward(self, g, *_):
+    def backward(self, g):
         xp = backend.get_array_module(g)
         n = self.shape[0]
         scale = _per_element(xp, g, self.reduction, self.count)
@@ -209,7 +203,7 @@ class NLLLoss(Function):
             self.shape = x.shape
         return _reduce(xp, loss.reshape(target.shape), self.reduction, count)
 
-    def backward(self, g, *_):
+    def backward(self, g):
         xp = backend.get_array_module(g)
         n, c = self.shape[0], self.shape[1]
         s = self.t_safe.shape[1]
@@ -217,8 +211,8 @@ class NLLLoss(Function):
         scale = xp.broadcast_to(scale, (n * s,)).reshape(n, s)
         coef = xp.where(self.valid, -self.w_t * scale, 0)            # (N, S)
         onehot = xp.arange(c)[None, :, None] == self.t_safe[:, None, :]      # (N, C, S)
-        grad = (onehot * coef[:, None, :]).astype(g.dtype, copy=False)
-        return grad.reshape(self.shape), None
+        gx = (onehot * coef[:, None, :]).astype(g.dtype, copy=False)
+        return gx.reshape(self.shape), None
 
 
 # -------------------------------------------------------------- regression losses
@@ -263,9 +257,9 @@ class PointwiseLoss(Function):
         scale = _per_element(xp, g, self.reduction, self.count)
         gx = gy = gw = None
         if self.needs_input_grad[0] or self.needs_input_grad[1]:
-            grad = (scale * self.slope).astype(g.dtype, copy=False)
-            gx = grad if self.needs_input_grad[0] else None
-            gy = -grad if self.needs_input_grad[1] else None
+            gd = (scale * self.slope).astype(g.dtype, copy=False)     # dL/d(x - y)
+            gx = gd if self.needs_input_grad[0] else None
+            gy = -gd if self.needs_input_grad[1] else None
         if self.needs_input_grad[2]:
             gw = scale * self.elementwise
             if self.reduction == "mean" and self.mean_by_weight:
@@ -533,6 +527,19 @@ def _class_target(op, x, t, classes, ignore_index):
                          f"(expected 0 <= target < {classes}, or ignore_index="
                          f"{ignore_index})")
     return Tensor._wrap(arr)
+
+
+def _log_softmax(xp, x, with_probs):
+    """log p, p = softmax(x) over the class axis 1, computed as
+
+        log p = x - max - log Σ exp(x - max)
+
+    so that logits of ±1000 neither overflow nor lose the small classes; also p itself
+    (what the gradient needs) when ``with_probs``, else None."""
+    shifted = x - x.max(axis=1, keepdims=True)
+    exps = xp.exp(shifted)
+    total = exps.sum(axis=1, keepdims=True)
+    return shifted - xp.log(total), (exps / total if with_probs else None)
 
 
 def _pick_weights(xp, t2, weight, ignore_index, dtype):

@@ -149,11 +149,11 @@ class BatchNorm(Function):
                                                   *self.needs_input_grad)
         gx = gw = gb = None
         if self.needs_input_grad[0]:
-            dxhat = g if self.weight is None else g * self.weight.reshape(self.per_channel)
+            gxhat = g if self.weight is None else g * self.weight.reshape(self.per_channel)
             if self.training:
-                gx = _standardize_backward(dxhat, self.xhat, self.inv_std, self.axes)
+                gx = _standardize_backward(gxhat, self.xhat, self.inv_std, self.axes)
             else:
-                gx = dxhat * self.inv_std
+                gx = gxhat * self.inv_std
         if self.needs_input_grad[1]:
             gw = (g * self.xhat).sum(axis=self.axes)
         if self.needs_input_grad[2]:
@@ -219,8 +219,8 @@ class LayerNorm(Function):
     def backward(self, g):
         gx = gw = gb = None
         if self.needs_input_grad[0]:
-            dxhat = g if self.weight is None else g * self.weight
-            gx = _standardize_backward(dxhat, self.xhat, self.inv_std, self.axes)
+            gxhat = g if self.weight is None else g * self.weight
+            gx = _standardize_backward(gxhat, self.xhat, self.inv_std, self.axes)
         if self.needs_input_grad[1]:
             gw = (g * self.xhat).sum(axis=self.lead_axes)
         if self.needs_input_grad[2]:
@@ -286,9 +286,9 @@ class GroupNorm(Function):
         gx = gw = gb = None
         xhat = self.xhat_g.reshape(g.shape)
         if self.needs_input_grad[0]:
-            dxhat = g if self.weight is None else g * self.weight.reshape(self.per_channel)
-            dxhat_g = dxhat.reshape(self.xhat_g.shape)   # (N, G, C/G · spatial)
-            gx = _standardize_backward(dxhat_g, self.xhat_g, self.inv_std, (2,))
+            gxhat = g if self.weight is None else g * self.weight.reshape(self.per_channel)
+            gxhat_g = gxhat.reshape(self.xhat_g.shape)   # (N, G, C/G · spatial)
+            gx = _standardize_backward(gxhat_g, self.xhat_g, self.inv_std, (2,))
             gx = gx.reshape(g.shape)
         if self.needs_input_grad[1]:
             gw = (g * xhat).sum(axis=self.axes)
@@ -311,10 +311,10 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     more channel before c than after it, as torch's padding puts it.
 
     Shapes: input (N, C, *) with at least 3 dimensions, output as input.
-    Gradient (window W(j) of channel j; the sum runs over the channels j whose window
-    holds i, the window mirrored):
+    Gradient, with window(j) the channels in the window of channel j (the sum runs over
+    the channels j whose window holds i, the window mirrored):
 
-        dx_i = g_i d_i^-β - 2αβ/n · a_i · Σ_{j : i ∈ W(j)} g_j a_j d_j^(-β-1)
+        dx_i = g_i d_i^-β - 2αβ/n · a_i · Σ_{j : i ∈ window(j)} g_j a_j d_j^(-β-1)
     """
     x = _lrn_input("local_response_norm", input, size)
     if x.numel() == 0:
@@ -365,9 +365,9 @@ def local_response_norm_spatial(input, size, alpha=1e-4, beta=0.75, k=1.0):
     across channels, and Caffe's.
 
     Shapes: input (N, C, *) with at least 3 dimensions, output as input.
-    Gradient, with s = α/n² and W(j) the window of position j:
+    Gradient, with s = α/n² and window(j) the window of position j:
 
-        dx_i = g_i d_i^-β - 2βs · a_i · Σ_{j : i ∈ W(j)} g_j a_j d_j^(-β-1)
+        dx_i = g_i d_i^-β - 2βs · a_i · Σ_{j : i ∈ window(j)} g_j a_j d_j^(-β-1)
     """
     x = _lrn_input("local_response_norm_spatial", input, size)
     if x.numel() == 0:
@@ -391,11 +391,12 @@ def _standardize(x, axes, eps):
     return centred * inv_std, inv_std, mean, var
 
 
-def _standardize_backward(dxhat, xhat, inv_std, axes):
-    """dx = 1/(Mσ) (M dx̂ - Σ dx̂ - x̂ Σ dx̂x̂), written with means instead of sums."""
-    mean_d = dxhat.mean(axis=axes, keepdims=True)
-    mean_dx = (dxhat * xhat).mean(axis=axes, keepdims=True)
-    return inv_std * (dxhat - mean_d - xhat * mean_dx)
+def _standardize_backward(gxhat, xhat, inv_std, axes):
+    """dx = 1/(Mσ) (M dx̂ - Σ dx̂ - x̂ Σ dx̂x̂), written with means instead of sums
+    (``gxhat`` is dx̂ = dL/dx̂)."""
+    mean_g = gxhat.mean(axis=axes, keepdims=True)
+    mean_gx = (gxhat * xhat).mean(axis=axes, keepdims=True)
+    return inv_std * (gxhat - mean_g - xhat * mean_gx)
 
 
 def _lrn_input(op, input, size):

@@ -103,9 +103,9 @@ class ConstantPad(Function):
 
     def backward(self, g):
         xp = backend.get_array_module(g)
-        grad = xp.zeros(self.in_shape, dtype=g.dtype)
-        grad[self.src] = g[self.dst]
-        return grad
+        gx = xp.zeros(self.in_shape, dtype=g.dtype)
+        gx[self.src] = g[self.dst]
+        return gx
 
 
 class IndexPad(Function):

@@ -183,8 +183,8 @@ class AvgPool2d(_Pool):
         return self._strip(_kp.avg_pool2d_forward(x, kernel, stride, padding, self.out_size,
                                                   self.divisor))
 
-    def backward(self, grad):
-        return self._strip(_kp.avg_pool2d_backward(self._batch(grad), self.in_shape,
+    def backward(self, g):
+        return self._strip(_kp.avg_pool2d_backward(self._batch(g), self.in_shape,
                                                    *self.window, self.divisor))
 
 
@@ -221,8 +221,8 @@ class AdaptiveAvgPool2d(_Pool):
         self.in_shape = x.shape
         return self._strip(_kp.adaptive_avg_pool2d_forward(x, self.out_size))
 
-    def backward(self, grad):
-        return self._strip(_kp.adaptive_avg_pool2d_backward(self._batch(grad), self.in_shape))
+    def backward(self, g):
+        return self._strip(_kp.adaptive_avg_pool2d_backward(self._batch(g), self.in_shape))
 
 
 def adaptive_max_pool2d(input, output_size, return_indices=False):
@@ -260,8 +260,8 @@ class AdaptiveMaxPool2d(_Pool):
             return self._strip(out)
         return self._strip(out), self._strip(_kp.adaptive_max_pool2d_indices(saved, x.shape[2:]))
 
-    def backward(self, grad, grad_indices=None):
-        return self._strip(_kp.adaptive_max_pool2d_backward(self._batch(grad), self.saved,
+    def backward(self, g, g_indices=None):
+        return self._strip(_kp.adaptive_max_pool2d_backward(self._batch(g), self.saved,
                                                             self.in_shape))
 
 
@@ -328,8 +328,8 @@ class MaxUnpool2d(_Pool):
             self.indices = indices
         return self._strip(_kp.max_unpool2d_forward(x, indices, self.out_size))
 
-    def backward(self, grad):
-        return self._strip(_kp.max_unpool2d_backward(self._batch(grad), self.indices)), None
+    def backward(self, g):
+        return self._strip(_kp.max_unpool2d_backward(self._batch(g), self.indices)), None
 
 
 # ------------------------------------------------------------------------ helpers

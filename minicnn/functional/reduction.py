@@ -125,7 +125,7 @@ class SelectExtreme(Function):
             values, idx = values.squeeze(self.dim), idx.squeeze(self.dim)
         return values, idx.astype("int64")
 
-    def backward(self, g, g_idx):
+    def backward(self, g, g_indices):
         xp = backend.get_array_module(g)
         if not self.keepdims:
             g = xp.expand_dims(g, self.dim)

@@ -190,12 +190,12 @@ class GetItem(Function):
 
     def backward(self, g):
         xp = backend.get_array_module(g)
-        grad = xp.zeros(self.in_shape, dtype=g.dtype)
+        gx = xp.zeros(self.in_shape, dtype=g.dtype)
         if _has_advanced(self.index):
-            backend.scatter_add(grad, self.index, g)   # repeated indices add up
+            backend.scatter_add(gx, self.index, g)   # repeated indices add up
         else:
-            grad[self.index] = g
-        return grad
+            gx[self.index] = g
+        return gx
 
 
 def index_put(x, index, value):
@@ -222,11 +222,11 @@ class IndexPut(Function):
         if self.needs_input_grad[0]:
             gx = g.copy()
             gx[self.index] = 0          # overwritten entries did not reach the output
-        gv = None
+        gvalue = None
         if self.needs_input_grad[1]:
             from ..autograd import unbroadcast
-            gv = unbroadcast(g[self.index], self.value_shape)
-        return gx, gv
+            gvalue = unbroadcast(g[self.index], self.value_shape)
+        return gx, gvalue
 
 
 def cat(tensors, dim=0):
@@ -301,9 +301,9 @@ class Split(Function):
         xp = backend.get_array_module(x)
         return tuple(xp.split(x, list(itertools.accumulate(self.sizes))[:-1], axis=self.dim))
 
-    def backward(self, *grads):
-        xp = backend.get_array_module(*grads)
-        return xp.concatenate(grads, axis=self.dim)
+    def backward(self, *gs):
+        xp = backend.get_array_module(*gs)
+        return xp.concatenate(gs, axis=self.dim)
 
 
 def chunk(x, chunks, dim=0):

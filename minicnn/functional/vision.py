@@ -119,8 +119,8 @@ class Bilinear(Function):
         for axis in (3, 2):
             i0, i1, lam = self.reads[axis - 2]
             w1 = _along(xp, lam, axis, g.dtype)
-            grad = take_backward(xp, g * (1 - w1), i0, self.in_shape[axis], axis)
-            g = take_backward(xp, g * w1, i1, self.in_shape[axis], axis, out=grad)
+            g_i0 = take_backward(xp, g * (1 - w1), i0, self.in_shape[axis], axis)
+            g = take_backward(xp, g * w1, i1, self.in_shape[axis], axis, out=g_i0)
         return g                                                    # (N, C, H, W)
 
 
