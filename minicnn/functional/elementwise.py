@@ -115,6 +115,7 @@ class Pow(Function):
 
 
 def neg(x):
+    """-x; the gradient is -g."""
     return Neg()(as_tensor(x))
 
 
@@ -172,6 +173,7 @@ class Sqrt(Function):
 
 
 def square(x):
+    """x², as x · x (its gradient, 2x · g, is mul's)."""
     return mul(x, x)
 
 

@@ -121,6 +121,8 @@ def transpose(x, dim0=0, dim1=1):
 
 
 def movedim(x, source, destination):
+    """Move dimension ``source`` to position ``destination``, the others keeping their
+    order (as ``torch.movedim``): a permutation, whose gradient is permuted back."""
     x = as_tensor(x)
     dims = list(range(x.ndim))
     src = _check_dim("movedim", source, x.ndim)
@@ -161,6 +163,8 @@ class BroadcastTo(Function):
 
 
 def broadcast_to(x, shape):
+    """:func:`expand` to ``shape`` (NumPy's name); the gradient sums over the broadcast
+    axes."""
     return expand(x, tuple(shape))
 
 
