@@ -3,12 +3,13 @@ reference, over drawn geometries, in float32 and float64; and kernels/dispatch.p
 decides when the fast path runs."""
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import minicnn as mc
 from kernels import dispatch
 from kernels import im2col as reference
 from minicnn import functional as F
+from strategies import conv_geometry, im2col_arguments
 
 from kernels import numba_conv as fast          # numba is a runtime dependency
 TILE = fast.TILE_ELEMENTS               # the default, read once: tests patch the module
@@ -29,33 +30,16 @@ def _fast_paths_on():
 
 
 @st.composite
-def geometry(draw):
-    """(x shape, KH, KW, SH, SW, PH, PW, DH, DW) whose output has at least one position."""
-    N, C = draw(st.integers(1, 3)), draw(st.integers(1, 4))
-    H, W = draw(st.integers(1, 9)), draw(st.integers(1, 9))
-    KH, KW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    SH, SW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    PH, PW = draw(st.integers(0, 3)), draw(st.integers(0, 3))
-    DH, DW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    assume(reference.conv_output_size(H, KH, SH, PH, DH) > 0)
-    assume(reference.conv_output_size(W, KW, SW, PW, DW) > 0)
-    return (N, C, H, W), KH, KW, SH, SW, PH, PW, DH, DW
-
-
-@st.composite
 def conv_case(draw):
     """A conv2d geometry with groups, and a tile size small enough (sometimes) to cut the
     batch into several tiles, or one image into bands of rows."""
-    shape, KH, KW, SH, SW, PH, PW, DH, DW = draw(geometry())
-    N, Cg, H, W = shape
-    G, Og = draw(st.sampled_from([1, 1, 2, 3])), draw(st.integers(1, 4))
+    geo = draw(conv_geometry())
     tile = draw(st.sampled_from([1, 7, 40, 300, TILE]))
-    kw = dict(stride=(SH, SW), padding=(PH, PW), dilation=(DH, DW), groups=G)
-    return (N, Cg * G, H, W), (Og * G, Cg, KH, KW), kw, tile
+    return geo.x_shape, geo.w_shape, geo.keywords(), tile
 
 
 @SETTINGS
-@given(geometry(), DTYPES)
+@given(im2col_arguments(), DTYPES)
 def test_im2col_equals_reference(rng, geo, dtype):
     shape, *params = geo
     x = rng.standard_normal(shape).astype(dtype)
@@ -65,7 +49,7 @@ def test_im2col_equals_reference(rng, geo, dtype):
 
 
 @SETTINGS
-@given(geometry(), DTYPES)
+@given(im2col_arguments(), DTYPES)
 def test_col2im_equals_reference(rng, geo, dtype):
     shape, KH, KW, *rest = geo
     cols_shape = reference.im2col(np.zeros(shape), KH, KW, *rest).shape

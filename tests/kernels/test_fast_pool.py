@@ -2,12 +2,13 @@
 reference kernels/pooling.py, over drawn windows and inputs full of ties, -inf and NaN,
 in float32 and float64."""
 import numpy as np
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import minicnn as mc
 from kernels import dispatch
 from kernels import pooling as reference
 from minicnn import functional as F
+from strategies import pool_geometry
 
 from kernels import numba_pool as fast          # numba is a runtime dependency
 
@@ -16,21 +17,10 @@ SETTINGS = settings(max_examples=50, deadline=None,
 DTYPES = st.sampled_from([np.float64, np.float32])
 
 
-@st.composite
-def window(draw):
-    """x shape, kernel, stride, padding (at most half the kernel), dilation, ceil_mode,
-    and the output size, for a pooling with at least one output."""
-    N, C = draw(st.integers(1, 2)), draw(st.integers(1, 3))
-    H, W = draw(st.integers(1, 9)), draw(st.integers(1, 9))
-    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
-    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    ceil_mode = draw(st.booleans())
-    out = tuple(reference.pool_output_size(n, k, s, p, d, ceil_mode)
-                for n, k, s, p, d in zip((H, W), kernel, stride, padding, dilation))
-    assume(min(out) > 0)
-    return (N, C, H, W), kernel, stride, padding, dilation, out
+def window():
+    """x shape, kernel, stride, padding (at most half the kernel), dilation and the
+    output size (ceil_mode or not), for a pooling with at least one output."""
+    return pool_geometry(fit="output").map(lambda g: (g.x_shape, *g.window_args(), g.out_size))
 
 
 def _input(rng, shape, dtype, special):

@@ -5,22 +5,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from kernels.im2col import col2im, conv_output_size, conv_transpose_output_size, im2col
+from strategies import im2col_arguments
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@st.composite
-def geometry(draw):
-    """(x shape, KH, KW, SH, SW, PH, PW, DH, DW) whose output has at least one position."""
-    N, C = draw(st.integers(1, 2)), draw(st.integers(1, 3))
-    H, W = draw(st.integers(1, 8)), draw(st.integers(1, 8))
-    KH, KW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    SH, SW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    PH, PW = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    DH, DW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    assume(conv_output_size(H, KH, SH, PH, DH) > 0 and conv_output_size(W, KW, SW, PW, DW) > 0)
-    return (N, C, H, W), KH, KW, SH, SW, PH, PW, DH, DW
 
 
 def loop_im2col(x, KH, KW, SH, SW, PH, PW, DH, DW):
@@ -48,7 +36,7 @@ def loop_col2im(cols, x_shape, SH, SW, PH, PW, DH, DW):
 
 
 @SETTINGS
-@given(geometry())
+@given(im2col_arguments())
 def test_im2col_matches_direct_loop(rng, geo):
     shape, *params = geo
     x = rng.standard_normal(shape)
@@ -58,7 +46,7 @@ def test_im2col_matches_direct_loop(rng, geo):
 
 
 @SETTINGS
-@given(geometry())
+@given(im2col_arguments())
 def test_col2im_matches_direct_loop(rng, geo):
     shape, KH, KW, *rest = geo
     cols_shape = im2col(np.zeros(shape), KH, KW, *rest).shape
@@ -68,7 +56,7 @@ def test_col2im_matches_direct_loop(rng, geo):
 
 
 @SETTINGS
-@given(geometry())
+@given(im2col_arguments())
 def test_col2im_is_the_adjoint_of_im2col(rng, geo):
     shape, KH, KW, *rest = geo
     x = rng.standard_normal(shape)

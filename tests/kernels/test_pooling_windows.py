@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from kernels import pooling as kp
+from strategies import pool_geometry
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -95,18 +96,11 @@ def scatter(grad, indices, in_shape):
 
 # -------------------------------------------------------------- strategies
 
-@st.composite
-def window(draw, with_dilation=True):
-    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if with_dilation else (1, 1)
-    ceil_mode = draw(st.booleans())
-    in_hw = tuple(d * (k - 1) + 1 + draw(st.integers(0, 4))
-                  for k, d in zip(kernel, dilation))
-    out = tuple(kp.pool_output_size(n, k, s, p, d, ceil_mode)
-                for n, k, s, p, d in zip(in_hw, kernel, stride, padding, dilation))
-    return in_hw, kernel, stride, padding, dilation, out
+def window(with_dilation=True):
+    """(in_hw, kernel, stride, padding, dilation, out): an input that holds one dilated
+    window without its padding, and the output size (ceil_mode or not)."""
+    geo = pool_geometry(fit="input", dilation=(1, 3) if with_dilation else (1, 1))
+    return geo.map(lambda g: (g.size, *g.window_args(), g.out_size))
 
 
 def values(draw_ties, rng, shape):

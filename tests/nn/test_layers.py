@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import minicnn
 import minicnn.nn as mnn
+from strategies import conv2d_arguments, conv_transpose2d_arguments, spelled
 
 RTOL, ATOL = 1e-10, 1e-12
 
@@ -170,39 +171,48 @@ def test_layer_matches_torch(torch, name, factory, shape):
         run_both(torch, factory, [x], mode="eval")
 
 
+def _padding_fits(padding_mode, padding, kernel, dilation, size):
+    """torch pads with F.pad before convolving when padding_mode is not 'zeros':
+    'reflect' needs each side's padding below the input length, 'circular' at most it."""
+    if padding_mode == "zeros":
+        return True
+    for axis, n in enumerate(size):
+        if padding == "same":          # torch puts the odd one on the right/bottom
+            total = dilation[axis] * (kernel[axis] - 1)
+            pad = total - total // 2
+        else:
+            pad = 0 if padding == "valid" else np.broadcast_to(padding, 2)[axis]
+        if pad > n or (padding_mode == "reflect" and pad == n):
+            return False
+    return True
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 @settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cin_per_group=st.integers(1, 3), cout_per_group=st.integers(1, 3),
-       groups=st.integers(1, 2), k=st.tuples(st.integers(1, 3), st.integers(1, 3)),
-       stride=st.tuples(st.integers(1, 2), st.integers(1, 2)),
-       padding=st.one_of(st.tuples(st.integers(0, 2), st.integers(0, 2)), st.just("same"),
-                         st.just("valid")),
-       dilation=st.integers(1, 2), bias=st.booleans(), n=st.integers(1, 2),
+@given(args=conv2d_arguments(bias=False), bias=st.booleans(), data=st.data(),
        padding_mode=st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"]))
-def test_conv2d_hyperparameters(torch, cin_per_group, cout_per_group, groups, k, stride,
-                                padding, dilation, bias, n, padding_mode):
-    if padding == "same":
-        stride = (1, 1)
-    if padding_mode != "zeros" and isinstance(padding, tuple):
-        padding = (min(padding[0], 1), min(padding[1], 1))   # reflect needs pad < size
-    cin, cout = cin_per_group * groups, cout_per_group * groups
+def test_conv2d_hyperparameters(torch, args, bias, data, padding_mode):
+    (x_shape, w_shape, _), kw = args
+    assume(_padding_fits(padding_mode, kw["padding"], w_shape[2:],
+                         np.broadcast_to(kw["dilation"], 2), x_shape[2:]))
+    kernel = data.draw(spelled(w_shape[2:]), label="kernel_size")
 
     def factory(nn):
-        return nn.Conv2d(cin, cout, k, stride=stride, padding=padding, dilation=dilation,
-                         groups=groups, bias=bias, padding_mode=padding_mode)
-    run_both(torch, factory, [randn(n, cin, 6, 7)])
+        return nn.Conv2d(x_shape[1], w_shape[0], kernel, bias=bias, padding_mode=padding_mode,
+                         **kw)
+    run_both(torch, factory, [randn(*x_shape)])
 
 
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(k=st.integers(1, 3), stride=st.integers(1, 3), padding=st.integers(0, 1),
-       dilation=st.integers(1, 2), groups=st.integers(1, 2), h=st.integers(1, 4))
-def test_conv_transpose2d_hyperparameters(torch, k, stride, padding, dilation, groups, h):
-    op = stride - 1 if stride > 1 else 0
-    assume((h - 1) * stride - 2 * padding + dilation * (k - 1) + op + 1 > 0)
-    run_both(torch, lambda nn: nn.ConvTranspose2d(2 * groups, 3 * groups, k, stride, padding,
-                                                  op, groups, True, dilation),
-             [randn(2, 2 * groups, h, 3)])
+@given(args=conv_transpose2d_arguments(bias=False), bias=st.booleans(), data=st.data())
+def test_conv_transpose2d_hyperparameters(torch, args, bias, data):
+    (x_shape, w_shape, _), kw = args
+    kernel = data.draw(spelled(w_shape[2:]), label="kernel_size")
+    run_both(torch, lambda nn: nn.ConvTranspose2d(
+        x_shape[1], w_shape[1] * kw["groups"], kernel, kw["stride"], kw["padding"],
+        kw["output_padding"], kw["groups"], bias, kw["dilation"]), [randn(*x_shape)])
 
 
 def test_conv_transpose2d_output_size(torch):

@@ -5,13 +5,14 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import minicnn as mc
 from kernels import dispatch
 from minicnn import functional as F
 from minicnn.utils.gradcheck import gradcheck
 from minicnn.utils.torch_compare import compare_with_torch
+from strategies import conv2d_arguments, conv_transpose2d_arguments
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -20,57 +21,6 @@ SETTINGS = settings(max_examples=60, deadline=None,
 # C/G·KH·KW (forward) or N·OH·OW (weight gradient) products are accumulated in another
 # order than torch's, which moves the last bits only (~1e-6 relative), well inside it.
 DTYPES = st.sampled_from([np.float64, np.float32])
-
-
-def _pair_or_int(draw, low, high):
-    if draw(st.booleans()):
-        return draw(st.integers(low, high))
-    return (draw(st.integers(low, high)), draw(st.integers(low, high)))
-
-
-def _both(v):
-    return (v, v) if isinstance(v, int) else v
-
-
-@st.composite
-def conv_setup(draw):
-    """Inputs and keyword arguments of a conv2d whose output is not empty."""
-    N, G = draw(st.integers(1, 3)), draw(st.sampled_from([1, 1, 2, 3]))
-    Cg, Og = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    H, W = draw(st.integers(1, 9)), draw(st.integers(1, 9))
-    KH, KW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    kind = draw(st.sampled_from(["int", "int", "same", "valid"]))
-    stride = 1 if kind == "same" else _pair_or_int(draw, 1, 3)
-    dilation = _pair_or_int(draw, 1, 3)
-    padding = kind if kind != "int" else _pair_or_int(draw, 0, 2)
-    if kind != "same":        # 'same' never empties the output
-        p, d = _both(padding if kind == "int" else 0), _both(dilation)
-        assume(H + 2 * p[0] - d[0] * (KH - 1) - 1 >= 0)
-        assume(W + 2 * p[1] - d[1] * (KW - 1) - 1 >= 0)
-    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=G)
-    shapes = [(N, G * Cg, H, W), (G * Og, Cg, KH, KW),
-              (G * Og,) if draw(st.booleans()) else None]
-    return shapes, kw
-
-
-@st.composite
-def conv_transpose_setup(draw):
-    N, G = draw(st.integers(1, 3)), draw(st.sampled_from([1, 1, 2, 3]))
-    Cg, Og = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    H, W = draw(st.integers(1, 6)), draw(st.integers(1, 6))
-    KH, KW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    stride, dilation = _pair_or_int(draw, 1, 3), _pair_or_int(draw, 1, 3)
-    padding = _pair_or_int(draw, 0, 2)
-    s, d, p = _both(stride), _both(dilation), _both(padding)
-    output_padding = (draw(st.integers(0, max(s[0], d[0]) - 1)),
-                      draw(st.integers(0, max(s[1], d[1]) - 1)))
-    for axis, (n, k) in enumerate(((H, KH), (W, KW))):
-        assume((n - 1) * s[axis] - 2 * p[axis] + d[axis] * (k - 1) + output_padding[axis] >= 0)
-    kw = dict(stride=stride, padding=padding, output_padding=output_padding, groups=G,
-              dilation=dilation)
-    shapes = [(N, G * Cg, H, W), (G * Cg, Og, KH, KW),
-              (G * Og,) if draw(st.booleans()) else None]
-    return shapes, kw
 
 
 def _inputs(rng, shapes):
@@ -89,7 +39,7 @@ def _torch_quiet(fn):
 # ------------------------------------------------------------------ against torch
 
 @SETTINGS
-@given(conv_setup(), DTYPES)
+@given(conv2d_arguments(), DTYPES)
 def test_conv2d_matches_torch(torch, rng, setup, dtype):
     shapes, kw = setup
     compare_with_torch(lambda x, w, b: F.conv2d(x, w, b, **kw),
@@ -98,7 +48,7 @@ def test_conv2d_matches_torch(torch, rng, setup, dtype):
 
 
 @SETTINGS
-@given(conv_transpose_setup(), DTYPES)
+@given(conv_transpose2d_arguments(), DTYPES)
 def test_conv_transpose2d_matches_torch(torch, rng, setup, dtype):
     shapes, kw = setup
     compare_with_torch(lambda x, w, b: F.conv_transpose2d(x, w, b, **kw),
