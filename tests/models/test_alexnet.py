@@ -15,7 +15,9 @@ from model_twin import (compare_backward, compare_forward, count, pair, same_lay
                         train_steps)
 
 
-def test_layout_matches_torchvision(torch):
+def test_layout_matches_torch_twin(torch):
+    # keys and shapes against the torch twin (the same source on torch.nn); the count is
+    # torchvision's published figure for its alexnet
     assert same_layout(A, torch, "alexnet") == 61_100_840
 
 

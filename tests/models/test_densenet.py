@@ -13,7 +13,9 @@ SMALL = dict(growth_rate=6, block_config=(2, 3, 2, 2), num_init_features=10, bn_
 
 @pytest.mark.parametrize("name", ["densenet121", "densenet161", "densenet169",
                                   "densenet201"])
-def test_layout_matches_torchvision(torch, name):
+def test_layout_matches_torch_twin(torch, name):
+    # keys and shapes against the same source built on torch.nn (model_twin.py);
+    # torchvision's key names are spelled out in test_key_names
     same_layout(D, torch, name)
 
 

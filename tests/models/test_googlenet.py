@@ -13,7 +13,9 @@ from model_twin import (compare_backward, compare_forward, count, pair, same_lay
 G = importlib.import_module("minicnn.models.googlenet")  # models.googlenet is the builder
 
 
-def test_layout_matches_torchvision(torch):
+def test_layout_matches_torch_twin(torch):
+    # keys and shapes against the torch twin (the same source on torch.nn); without the
+    # auxiliary heads the count is torchvision's published figure for its googlenet
     assert same_layout(G, torch, "googlenet", aux_logits=False) == 6_624_904
     assert same_layout(G, torch, "googlenet") == 13_004_888     # with aux1, aux2
 

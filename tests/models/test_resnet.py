@@ -15,9 +15,10 @@ from model_twin import (compare_backward, compare_forward, count, pair, same_lay
                                   "resnet152", "resnext50_32x4d", "resnext101_32x8d",
                                   "resnext101_64x4d", "wide_resnet50_2",
                                   "wide_resnet101_2"])
-def test_layout_matches_torchvision(torch, name):
-    # torchvision's names and shapes (the counts themselves are checked against the
-    # published figures in test_summary.py)
+def test_layout_matches_torch_twin(torch, name):
+    # keys and shapes against the torch twin (the same source on torch.nn), not against
+    # torchvision itself; the parameter counts are checked against torchvision's
+    # published figures in tests/utils/test_summary.py
     same_layout(resnet, torch, name)
 
 

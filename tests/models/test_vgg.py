@@ -17,7 +17,8 @@ SMALL = [8, "M", 16, "M", 16, 16, "M", 32, (32, 1), "M", 32, "M"]   # every kind
 
 @pytest.mark.parametrize("name", ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16",
                                   "vgg16_bn", "vgg19", "vgg19_bn"])
-def test_layout_matches_torchvision(torch, name):
+def test_layout_matches_torch_twin(torch, name):
+    # state-dict keys and shapes against the same source built on torch.nn (model_twin.py)
     same_layout(V, torch, name)
 
 
