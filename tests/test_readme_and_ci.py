@@ -60,3 +60,18 @@ def test_readme_python_examples_run():
     excerpt = [re.sub(r"\s{2,}#.*$", "", line) for line in blocks[1].splitlines()]
     for line in excerpt:
         assert line.strip() in source, f"README excerpt no longer in activation.py: {line}"
+
+
+def test_readme_training_excerpt_names_what_exists():
+    """The Training section's excerpt (GoogLeNet with auxiliary losses) is a fragment, not
+    a program; it must still compile and name the real API."""
+    import inspect
+    import re
+
+    from minicnn import train
+    blocks = re.findall(r"```python\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
+    excerpt = next(b for b in blocks if "Classification" in b)
+    compile(excerpt, "README.md", "exec")
+    exec(excerpt.splitlines()[0], {})                   # the import line runs
+    assert "aux_weight" in inspect.signature(train.Classification).parameters
+    assert "task" in inspect.signature(train.Trainer).parameters
