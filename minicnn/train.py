@@ -33,7 +33,9 @@ The ``minicnn train`` command that drives all this lives in ``minicnn/cli/train.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -43,7 +45,8 @@ from .autograd import Tensor, no_grad
 from .utils.serialization import CheckpointError, load, save
 
 __all__ = ["Trainer", "Task", "Classification", "Mean", "Accuracy", "load_checkpoint",
-           "plot_curves", "CHECKPOINT", "METRICS", "CURVES", "CONFIG"]
+           "plot_curves", "run_folder_lock", "holds_run", "TrainingDiverged", "RunFolderError",
+           "CHECKPOINT", "METRICS", "CURVES", "CONFIG"]
 
 CHECKPOINT, METRICS, CURVES, CONFIG = "checkpoint.npz", "metrics.jsonl", "curves.png", "config.json"
 
@@ -73,11 +76,19 @@ class Trainer:
         progress: show tqdm progress bars; ``log``: print one line per epoch (both off
             for ``--quiet``).
         config: plain data saved with the checkpoint (how the run was set up).
+        overwrite: let :meth:`fit` start a new run in an ``out_dir`` that already holds
+            one (its checkpoint and log are replaced). Without it that is refused: resume
+            the run instead, or choose another folder.
+
+    While :meth:`fit` runs, ``out_dir`` is locked (:func:`run_folder_lock`): a second
+    process that tries to write a run there is refused. Training stops with
+    :class:`TrainingDiverged` at the first loss that is not finite; the checkpoint of the
+    last complete epoch is kept.
     """
 
     def __init__(self, model, optimizer, loss_fn=None, scheduler=None,
                  scheduler_interval="epoch", device="cpu", out_dir=None, batch_transform=None,
-                 progress=True, log=True, config=None, task=None):
+                 progress=True, log=True, config=None, task=None, overwrite=False):
         if scheduler_interval not in ("epoch", "batch"):
             raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'batch', got "
                              f"{scheduler_interval!r}")
@@ -95,6 +106,7 @@ class Trainer:
         self.out_dir = None if out_dir is None else os.fspath(out_dir)
         self.progress, self.log = progress, log
         self.config = {} if config is None else dict(config)
+        self.overwrite = overwrite
         self.epoch = 0            # epochs completed
         self.history = []         # one dict of metrics per completed epoch
         self.model.to(self.device)
@@ -108,11 +120,22 @@ class Trainer:
         the task's picture, then call each ``callback(trainer, metrics)``. Returns the
         history.
         """
-        if resume is not None:
-            self.load_checkpoint(resume, train_loader, eval_loader)
-        if self.out_dir is not None:
-            os.makedirs(self.out_dir, exist_ok=True)
-            self._rewrite_metrics()
+        with contextlib.ExitStack() as stack:
+            if self.out_dir is not None:
+                stack.enter_context(run_folder_lock(self.out_dir))
+            if resume is not None:
+                self.load_checkpoint(resume, train_loader, eval_loader)
+            if self.out_dir is not None:
+                if not self.history and not self.overwrite and holds_run(self.out_dir):
+                    raise RunFolderError(
+                        f"run folder {self.out_dir!r} already holds a run ({CHECKPOINT} or "
+                        f"{METRICS}); resume it, choose another folder, or pass "
+                        "overwrite=True (--overwrite) to replace it")
+                self._rewrite_metrics()
+            self._fit_epochs(train_loader, eval_loader, epochs, callbacks)
+        return self.history
+
+    def _fit_epochs(self, train_loader, eval_loader, epochs, callbacks):
         while self.epoch < epochs:
             started = time.perf_counter()
             metrics = {"epoch": self.epoch + 1}
@@ -140,7 +163,6 @@ class Trainer:
                 self.task.draw(self, self.out_dir)
             for callback in callbacks:
                 callback(self, metrics)
-        return self.history
 
     def train_epoch(self, loader, desc="train"):
         """One pass over ``loader`` with updates; returns the epoch's mean losses and the
@@ -148,14 +170,14 @@ class Trainer:
         self.model.train()
         losses, metrics = Mean(), self.task.metrics()
         bar = _progress_bar(loader, desc, self.progress)
-        for batch in bar:
+        for step, batch in enumerate(bar, 1):
             batch = self.task.to_device(batch, self.device)
             step_losses, output = self.task.train_step(self, batch)
+            values = self._finite({k: v.item() for k, v in step_losses.items()}, step)
             if self.scheduler_interval == "batch":
                 for _, scheduler in _named(self.scheduler):
                     scheduler.step()
-            n = self.task.batch_size(batch)
-            losses.update({k: v.item() for k, v in step_losses.items()}, n)
+            losses.update(values, self.task.batch_size(batch))
             metrics.update(output, batch)
             bar.set_postfix(_postfix({**losses.compute(), **metrics.compute()}), refresh=False)
         bar.close()
@@ -171,13 +193,30 @@ class Trainer:
             for batch in bar:
                 batch = self.task.to_device(batch, self.device)
                 step_losses, output = self.task.losses(self.model, batch, training=False)
-                losses.update({k: v.item() for k, v in step_losses.items()},
-                              self.task.batch_size(batch))
+                values = self._finite({k: v.item() for k, v in step_losses.items()}, None)
+                losses.update(values, self.task.batch_size(batch))
                 metrics.update(output, batch)
                 bar.set_postfix(_postfix(metrics.compute()), refresh=False)
         bar.close()
         self.model.train()
         return {**losses.compute(), **metrics.compute(), "total": losses.count}
+
+    def _finite(self, values, step):
+        """``values`` if every loss is a finite number; else stop the run, saying where
+        (``step`` None: during evaluation) and what usually causes it."""
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if not bad:
+            return values
+        where = f"step {step}" if step is not None else "evaluation"
+        rates = ", ".join(f"lr{_suffix(name)} {opt.param_groups[0]['lr']:g}"
+                          for name, opt in _named(self.optimizer))
+        kept = (f"the checkpoint of epoch {self.epoch} is kept" if self.epoch and self.out_dir
+                else "nothing was saved from this run")
+        raise TrainingDiverged(
+            f"training diverged in epoch {self.epoch + 1}, {where}: "
+            + ", ".join(f"{k} = {v}" for k, v in bad.items())
+            + f". The weights are no longer usable; {kept}. A learning rate too large for "
+            f"this model is the usual cause ({rates}): try one 10x smaller.")
 
     # ----------------------------------------------------------- checkpoints
     def checkpoint_state(self, train_loader=None, eval_loader=None):
@@ -220,11 +259,76 @@ class Trainer:
         written after the last checkpoint)."""
         with open(os.path.join(self.out_dir, METRICS), "w", encoding="utf-8") as f:
             for metrics in self.history:
-                f.write(json.dumps(metrics) + "\n")
+                f.write(_json_line(metrics))
 
     def _append_metrics(self, metrics):
         with open(os.path.join(self.out_dir, METRICS), "a", encoding="utf-8") as f:
-            f.write(json.dumps(metrics) + "\n")
+            f.write(_json_line(metrics))
+
+
+def _json_line(metrics):
+    """One line of strict JSON (RFC 8259 has no NaN or Infinity: such a number, which a
+    callback may add, is written as null)."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in metrics.items()}
+    return json.dumps(clean, allow_nan=False) + "\n"
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss became NaN or infinite: training stopped (see the message for where)."""
+
+
+class RunFolderError(FileExistsError):
+    """The run folder holds another run, or another process is writing a run there."""
+
+
+def holds_run(folder):
+    """True when ``folder`` holds a run's checkpoint or metrics log."""
+    return any(os.path.exists(os.path.join(folder, name)) for name in (CHECKPOINT, METRICS))
+
+
+_held_locks = {}      # real path of a run folder -> [file descriptor, depth]
+
+
+@contextlib.contextmanager
+def run_folder_lock(folder):
+    """Hold ``folder`` (created if missing) for this process while the block runs.
+
+    The lock is an exclusive ``flock`` on the folder itself: no lock file is left
+    behind, and the system drops the lock when the process dies, even by ``kill -9``.
+    A second process asking for it gets :class:`RunFolderError` at once. Re-entrant
+    within one process. Where ``fcntl`` does not exist (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:               # pragma: no cover - not on POSIX
+        fcntl = None
+    folder = os.fspath(folder)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise RunFolderError(f"run folder {folder!r} is a file, not a folder")
+    os.makedirs(folder, exist_ok=True)
+    key = os.path.realpath(folder)
+    if key in _held_locks or fcntl is None:
+        _held_locks.setdefault(key, [None, 0])[1] += 1
+    else:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RunFolderError(f"run folder {folder!r} is in use: another process is "
+                                 "writing a run there; wait for it to end, or choose "
+                                 "another folder") from None
+        _held_locks[key] = [fd, 1]
+    try:
+        yield folder
+    finally:
+        entry = _held_locks[key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _held_locks[key]
+            if entry[0] is not None:
+                os.close(entry[0])      # closing the descriptor releases the flock
 
 
 def load_checkpoint(path):

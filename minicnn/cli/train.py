@@ -13,6 +13,7 @@ import datetime
 import json
 import math
 import os
+import pickle
 import sys
 import time
 
@@ -21,8 +22,8 @@ import numpy as np
 from .. import backend, models, optim
 from ..autograd import no_grad
 from ..data import DataLoader, Subset, datasets, transforms as T
-from ..train import CONFIG, Trainer, load_checkpoint
-from ..utils.serialization import CheckpointError
+from ..train import (CONFIG, RunFolderError, Trainer, TrainingDiverged, holds_run,
+                     load_checkpoint, run_folder_lock)
 
 __all__ = ["cli_main", "build_parser", "build_datasets", "build_model", "check_model_on",
            "ModelInputError", "DATASETS"]
@@ -176,6 +177,8 @@ def build_parser(prog="minicnn train"):
     p.add_argument("--out", help="run folder (default runs/<date-time>-<model>-<dataset>)")
     p.add_argument("--resume", metavar="RUN", help="continue a run from its folder or "
                    "checkpoint file, with its saved options")
+    p.add_argument("--overwrite", action="store_true", help="start a new run in an --out "
+                   "folder that already holds one, replacing it (without this, refused)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     p.add_argument("--image-size", type=int, help="input size (default: the model's)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
@@ -190,8 +193,8 @@ def build_parser(prog="minicnn train"):
 
 
 def cli_main(argv=None, prog="minicnn train"):
-    """``minicnn train [options]``; returns the exit status (0 success, 2 bad input,
-    130 interrupted)."""
+    """``minicnn train [options]``; returns the exit status: 0 success, 1 training
+    diverged, 2 bad input (options, files, a run folder in use), 130 interrupted."""
     parser = build_parser(prog)
     try:
         args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
@@ -199,10 +202,10 @@ def cli_main(argv=None, prog="minicnn train"):
         return exc.code if isinstance(exc.code, int) else 2
     try:
         return _run(args, prog)
-    except (FileNotFoundError, CheckpointError, ModelInputError, ImportError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except _UsageError as exc:
+    except TrainingDiverged as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except (_UsageError, RunFolderError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
 
@@ -236,6 +239,7 @@ def _resolve_options(args):
         resume_dir = args.resume if os.path.isdir(args.resume) else os.path.dirname(args.resume)
         saved["out"] = args.out or resume_dir or "."
         saved["resume"] = args.resume
+        saved["overwrite"] = args.overwrite
         args = argparse.Namespace(**saved)
     else:
         if args.epochs is None:
@@ -247,10 +251,30 @@ def _resolve_options(args):
         if args.out is None:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             args.out = _unique(os.path.join("runs", f"{stamp}-{args.model}-{args.dataset}"))
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            raise _UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    _check_numbers(args)
     return args, state
+
+
+# option: (smallest value allowed, whether the smallest itself is allowed); None = unset
+_LIMITS = {"epochs": (1, True), "batch_size": (1, True), "subset": (1, True),
+           "image_size": (1, True), "workers": (0, True), "seed": (0, True),
+           "lr": (0, False), "momentum": (0, True), "weight_decay": (0, True),
+           "mixup": (0, True)}
+
+
+def _check_numbers(args):
+    """Refuse values that would train on nothing or on the wrong thing, instead of
+    letting them through (``--subset -3`` meaning "all but 3", ``--lr nan``)."""
+    for name, (low, inclusive) in _LIMITS.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        option = "--" + name.replace("_", "-")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _UsageError(f"{option} must be a finite number, got {value}")
+        if value < low or (value == low and not inclusive):
+            bound = f"at least {low}" if inclusive else f"greater than {low}"
+            raise _UsageError(f"{option} must be {bound}, got {value:g}")
 
 
 def _unique(path):
@@ -261,22 +285,74 @@ def _unique(path):
     return candidate
 
 
+# What the library raises for input it cannot use (files, options, checkpoints, a missing
+# GPU); while the run is being set up, the command shows such an error as one line.
+_SETUP_ERRORS = (ValueError, RuntimeError, OSError, ImportError, pickle.UnpicklingError)
+
+
 def _run(args, prog):
-    args, resumed = _resolve_options(args)
     started = time.perf_counter()
+    try:
+        args, resumed = _resolve_options(args)
+        trainer, loaders, sizes = _set_up(args, resumed)
+    except _SETUP_ERRORS as exc:
+        raise _UsageError(str(exc)) from None
+    if resumed and trainer.epoch >= args.epochs:
+        print(f"{args.resume}: the run already completed its {_count(args.epochs, 'epoch')}; "
+              "nothing left to do (to train longer, start a new run from its checkpoint's "
+              "weights, or resume with --epochs N where its schedule allows)")
+        return 0
+    train_set, test_set, size = sizes
+    model, device = trainer.model, trainer.device
+    if not args.quiet:
+        parameters = sum(p.numel() for p in model.parameters())
+        verb = f"resuming at epoch {trainer.epoch + 1} of" if resumed else "training"
+        print(f"{verb} {args.model} ({parameters:,} parameters) on {args.dataset} "
+              f"({len(train_set)} train / {len(test_set)} test images, {size}x{size}), "
+              f"{_count(args.epochs, 'epoch')}, {args.optimizer} lr {args.lr:g}, "
+              f"{args.scheduler} schedule, device {device}\nrun folder: {args.out}",
+              flush=True)
+    try:
+        with run_folder_lock(args.out):
+            with open(os.path.join(args.out, CONFIG), "w", encoding="utf-8") as f:
+                json.dump(trainer.config, f, indent=2)
+            trainer.fit(*loaders, epochs=args.epochs)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after {_count(trainer.epoch, 'complete epoch')}; continue "
+              f"with:\n  {prog} --resume {args.out}", file=sys.stderr)
+        return 130
+    if trainer.history and "eval_accuracy" in trainer.history[-1]:
+        result = trainer.history[-1]
+        correct = round(result["eval_accuracy"] * len(test_set))
+        print(f"test accuracy: {result['eval_accuracy']:.2%} ({correct}/{len(test_set)}) "
+              f"after {_count(trainer.epoch, 'epoch')}, "
+              f"{time.perf_counter() - started:.1f} s; run folder: {args.out}", flush=True)
+    return 0
+
+
+def _set_up(args, resumed):
+    """Data, model, optimizer, schedule and Trainer for the options (restored from the
+    checkpoint when resuming); every error here is one the user can fix."""
     backend.manual_seed(args.seed)
     device = backend.Device(args.device)
     if device.type == "cuda" and not backend.is_cuda_available():
         backend.cupy()                 # raises with the reason (no CuPy / no GPU)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} is a file; give a folder for the run")
+    if not args.overwrite and holds_run(args.out) and not (
+            resumed and _same_folder(args.out, args.resume)):
+        raise ValueError(f"--out {args.out!r} already holds a run; continue it with "
+                         f"--resume {args.out}, replace it with --overwrite, or choose "
+                         "another --out")
 
     default_size = 32 if args.model == "lenet5-1998" else None
-    try:
-        train_set, test_set, num_classes, in_channels, size = build_datasets(
-            args.dataset, args.data_dir, args.image_size or default_size, args.augment,
-            args.subset, args.seed)
-        model = build_model(args.model, num_classes, in_channels, size)
-    except ValueError as exc:
-        raise _UsageError(str(exc)) from None
+    train_set, test_set, num_classes, in_channels, size = build_datasets(
+        args.dataset, args.data_dir, args.image_size or default_size, args.augment,
+        args.subset, args.seed)
+    for name, part in (("training", train_set), ("test", test_set)):
+        if len(part) == 0:
+            raise ValueError(f"--dataset {args.dataset}: the {name} set holds no images")
+    model = build_model(args.model, num_classes, in_channels, size)
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
                               num_workers=args.workers)
     test_loader = DataLoader(test_set, batch_size=256, num_workers=args.workers)
@@ -287,34 +363,24 @@ def _run(args, prog):
     optimizer = _make_optimizer(args, model)
     scheduler, interval = _make_scheduler(args, optimizer, len(train_loader))
     mix = T.MixUp(args.mixup, num_classes) if args.mixup > 0 else None
-    config = {k: v for k, v in vars(args).items() if k != "resume"}
+    config = {k: v for k, v in vars(args).items() if k not in ("resume", "overwrite")}
     trainer = Trainer(model, optimizer, scheduler=scheduler, scheduler_interval=interval,
                       device=device, out_dir=args.out, batch_transform=mix,
-                      progress=not args.quiet, log=not args.quiet, config=config)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, CONFIG), "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2)
-    if not args.quiet:
-        parameters = sum(p.numel() for p in model.parameters())
-        verb = f"resuming at epoch {resumed['epoch'] + 1} of" if resumed else "training"
-        print(f"{verb} {args.model} ({parameters:,} parameters) on {args.dataset} "
-              f"({len(train_set)} train / {len(test_set)} test images, {size}x{size}), "
-              f"{args.epochs} epochs, {args.optimizer} lr {args.lr:g}, {args.scheduler} "
-              f"schedule, device {device}\nrun folder: {args.out}", flush=True)
-    try:
-        trainer.fit(train_loader, test_loader, epochs=args.epochs,
-                    resume=args.resume if resumed else None)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted after {trainer.epoch} complete epoch(s); continue with:\n"
-              f"  {prog} --resume {args.out}", file=sys.stderr)
-        return 130
-    if trainer.history and "eval_accuracy" in trainer.history[-1]:
-        result = trainer.history[-1]
-        correct = round(result["eval_accuracy"] * len(test_set))
-        print(f"test accuracy: {result['eval_accuracy']:.2%} ({correct}/{len(test_set)}) "
-              f"after {trainer.epoch} epochs, {time.perf_counter() - started:.1f} s; "
-              f"run folder: {args.out}", flush=True)
-    return 0
+                      progress=not args.quiet, log=not args.quiet, config=config,
+                      overwrite=args.overwrite)
+    if resumed:
+        trainer.load_checkpoint(args.resume, train_loader, test_loader)
+    return trainer, (train_loader, test_loader), (train_set, test_set, size)
+
+
+def _same_folder(out, resume):
+    folder = resume if os.path.isdir(resume) else os.path.dirname(resume) or "."
+    return os.path.realpath(out) == os.path.realpath(folder)
+
+
+def _count(n, noun):
+    """``1 epoch``, ``3 epochs``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _make_optimizer(args, model):

@@ -117,3 +117,82 @@ def test_default_command_trains_lenet_on_digits(tmp_path, capsys):
     assert accuracy > 60
     config = json.loads((out / "config.json").read_text())
     assert config["dataset"] == "digits" and config["model"] == "lenet5"
+
+
+@pytest.mark.parametrize("option,message", [
+    (["--subset", "0"], "--subset must be at least 1, got 0"),
+    (["--subset", "-3"], "--subset must be at least 1, got -3"),
+    (["--image-size", "0"], "--image-size must be at least 1"),
+    (["--mixup", "-1"], "--mixup must be at least 0"),
+    (["--lr", "-1"], "--lr must be greater than 0"),
+    (["--lr", "nan"], "--lr must be a finite number"),
+    (["--seed", "-1"], "--seed must be at least 0"),
+    (["--workers", "-1"], "--workers must be at least 0"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--weight-decay", "-0.1"], "--weight-decay must be at least 0"),
+])
+def test_options_that_would_train_on_nothing_or_the_wrong_thing_are_refused(
+        tmp_path, capsys, option, message):
+    out = tmp_path / "run"
+    assert train_command.cli_main(QUICK + ["--epochs", "1", "--out", str(out)] + option) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_library_errors_while_setting_up_are_one_line(tmp_path, capsys, monkeypatch):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert train_command.cli_main(QUICK + ["--out", str(a_file)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert train_command.cli_main(QUICK + ["--device", "cuda", "--out",
+                                           str(tmp_path / "gpu")]) == 2 or \
+        minicnn.backend.is_cuda_available()
+    err = capsys.readouterr().err
+    assert "cuda" in err and "Traceback" not in err
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    assert train_command.cli_main(["--resume", str(tmp_path / "bad.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "not a minicnn checkpoint" in err and len(err.strip().splitlines()) == 1
+    # a checkpoint whose weights do not fit its config (the model was changed)
+    run = tmp_path / "run"
+    assert train_command.cli_main(QUICK + ["--epochs", "2", "--out", str(run)]) == 0
+    state = minicnn.load(run / "checkpoint.npz")
+    state["epoch"] = 1
+    state["model"]["c1.weight"] = minicnn.zeros(3, 1, 5, 5)
+    minicnn.save(state, run / "checkpoint.npz")
+    assert train_command.cli_main(["--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "c1.weight" in err and "Traceback" not in err
+
+
+def test_a_finished_run_is_kept_and_resuming_it_has_nothing_to_do(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_command.cli_main(QUICK + ["--epochs", "1", "--out", str(run)]) == 0
+    assert "after 1 epoch," in capsys.readouterr().out           # not "1 epochs"
+    before = (run / "checkpoint.npz").read_bytes()
+    assert train_command.cli_main(QUICK + ["--epochs", "1", "--out", str(run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run / "checkpoint.npz").read_bytes() == before
+    assert train_command.cli_main(["--resume", str(run)]) == 0
+    assert "nothing left to do" in capsys.readouterr().out
+    assert (run / "checkpoint.npz").read_bytes() == before
+    # resuming into another folder that holds a run is refused as well
+    other = tmp_path / "other"
+    assert train_command.cli_main(QUICK + ["--epochs", "1", "--out", str(other)]) == 0
+    assert train_command.cli_main(["--resume", str(run), "--out", str(other)]) == 2
+    capsys.readouterr()
+    assert train_command.cli_main(QUICK + ["--epochs", "1", "--out", str(run),
+                                           "--overwrite"]) == 0
+    assert (run / "checkpoint.npz").read_bytes() != before
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_diverging_run_exits_non_zero_with_the_reason(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_command.cli_main(QUICK + ["--epochs", "2", "--lr", "1e6",
+                                           "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "diverged" in err and "lr 1e+06" in err and "Traceback" not in err
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in metrics"))
