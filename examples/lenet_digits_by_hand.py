@@ -3,6 +3,8 @@ framework hides (forward, loss, zero_grad, backward, step), then a checkpoint.
 
 Run:  python examples/lenet_digits_by_hand.py      (about half a minute on a CPU)
 """
+import os
+import tempfile
 import time
 
 import minicnn
@@ -45,9 +47,12 @@ for epoch in range(12):
           f"test accuracy {correct / len(test_loader.dataset):.2%}  "
           f"({time.perf_counter() - start:.1f} s)")
 
-# A checkpoint is plain data in a .npz: loading it never runs code.
-minicnn.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-              "epoch": 12}, "lenet5_digits.npz")
-restored = lenet5()
-restored.load_state_dict(minicnn.load("lenet5_digits.npz")["model"])
+# A checkpoint is plain data in a .npz: loading it never runs code. (Written to a
+# temporary folder, so running the example leaves nothing behind.)
+with tempfile.TemporaryDirectory() as folder:
+    path = os.path.join(folder, "lenet5_digits.npz")
+    minicnn.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                  "epoch": 12}, path)
+    restored = lenet5()
+    restored.load_state_dict(minicnn.load(path)["model"])
 print("saved lenet5_digits.npz and loaded it back into a fresh LeNet-5")

@@ -35,7 +35,9 @@ def _gradcheck(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="minicnn", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="minicnn", description="minicnn: train CNNs, check every op against PyTorch, "
+        "summarise models, benchmark against PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("gradcheck", help="check every op against PyTorch and by finite differences")

@@ -9,6 +9,7 @@ statistics). Registration order is insertion order, so ``parameters()`` and
 from __future__ import annotations
 
 import collections
+import collections.abc
 import itertools
 
 import numpy as np
@@ -282,6 +283,14 @@ class Module:
         listed in one error: missing keys, unexpected keys, and mis-shaped keys with both
         shapes. Returns ``(missing_keys, unexpected_keys)``.
         """
+        if not isinstance(state_dict, collections.abc.Mapping):
+            raise TypeError(f"load_state_dict: expected a mapping of parameter names to "
+                            f"tensors (what state_dict() returns), got "
+                            f"{type(state_dict).__name__}")
+        bad_keys = [k for k in state_dict if not isinstance(k, str)]
+        if bad_keys:
+            raise TypeError(f"load_state_dict: keys must be parameter names (str), got "
+                            f"{bad_keys[:3]!r}")
         # Lazy layers (nn.lazy) create their parameters from the checkpoint's shapes first.
         for mod_prefix, mod in self.named_modules():
             materialize = getattr(mod, "_materialize_from_state_dict", None)

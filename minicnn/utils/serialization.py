@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
 import zipfile
 
 import numpy as np
@@ -59,8 +59,11 @@ def save(obj, f):
         return
     path = os.fspath(f)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                               suffix=".npz.tmp")
+    # Not tempfile.mkstemp, which makes the file 0600: created like any new file (0644
+    # under the usual umask), the checkpoint has the mode of the run's other files.
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(8)}.npz.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **arrays)

@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from minicnn import cli
 
 
@@ -42,3 +44,15 @@ def test_python_dash_m_entry_point():
     run = subprocess.run([sys.executable, "-m", "minicnn", "gradcheck", "--op", "exp"],
                          capture_output=True, text=True)
     assert run.returncode == 0 and "exp" in run.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["summary"], ["gradcheck"]])
+def test_help_is_plain_text(command, capsys):
+    """--help is read in a terminal: no reST markup (``name``) from docstrings."""
+    try:
+        status = cli.main(command + ["--help"])     # sub-commands with their own parser
+    except SystemExit as exc:                       # argparse's own exit
+        status = exc.code
+    assert status == 0
+    text = capsys.readouterr().out
+    assert "usage: minicnn" in text and "``" not in text

@@ -1,0 +1,23 @@
+"""The examples a learner runs top to bottom (examples/)."""
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_lenet_by_hand_runs_and_leaves_nothing_behind(tmp_path):
+    """Run from a scratch folder: the example trains, saves and reloads a checkpoint,
+    and the folder it ran in is as empty afterwards as before."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "lenet_digits_by_hand.py")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "loaded it back into a fresh LeNet-5" in run.stdout
+    accuracy = float(run.stdout.split("test accuracy ")[-1].split("%")[0])
+    assert accuracy > 90
+    assert os.listdir(tmp_path) == []
