@@ -105,7 +105,9 @@ def kernels(mode):
 
 def use_fast(*arrays):
     """True when the CPU fast path should handle these arrays (``None`` entries, such as
-    an absent bias, are skipped). All of them must share one float32/float64 dtype."""
+    an absent bias, are skipped). All of them must share one float32/float64 dtype, and
+    none may be empty: an empty batch (N = 0) takes the reference, whose whole-array
+    expressions give empty results where the compiled tile loops would not run at all."""
     if _mode != "auto":
         return False
     dtype = None
@@ -115,7 +117,7 @@ def use_fast(*arrays):
         # NOTE: `type(a) is ndarray`, not isinstance: a subclass may stand for device
         # memory (tests/fake_cupy.py does exactly that), and compiled code would read it
         # as host memory.
-        if type(a) is not numpy.ndarray or a.dtype not in _FAST_DTYPES:
+        if type(a) is not numpy.ndarray or a.dtype not in _FAST_DTYPES or a.size == 0:
             return False
         if dtype is None:
             dtype = a.dtype

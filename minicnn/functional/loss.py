@@ -86,8 +86,9 @@ class CrossEntropy(Function):
     def forward(self, x, target):
         xp = backend.get_array_module(x)
         n, c = x.shape[0], x.shape[1]
-        x3 = x.reshape(n, c, -1)                                    # (N, C, S)
-        t2 = target.reshape(n, -1)                                  # (N, S)
+        s = math.prod(x.shape[2:])       # not -1: an empty batch (N = 0) must reshape too
+        x3 = x.reshape(n, c, s)                                     # (N, C, S)
+        t2 = target.reshape(n, s)                                   # (N, S)
         logp, probs = _log_softmax(xp, x3, self.needs_input_grad[0])   # (N, C, S)
         valid, t_safe, w_t = _pick_weights(xp, t2, self.weight, self.ignore_index, x.dtype)
         picked = xp.take_along_axis(logp, t_safe[:, None, :], axis=1)[:, 0, :]   # (N, S)
@@ -133,8 +134,9 @@ class CrossEntropyProbs(Function):
     def forward(self, x, q):
         xp = backend.get_array_module(x)
         n, c = x.shape[0], x.shape[1]
-        x3 = x.reshape(n, c, -1)                                    # (N, C, S)
-        q = q.reshape(n, c, -1)                                     # (N, C, S)
+        s = math.prod(x.shape[2:])       # not -1: an empty batch (N = 0) must reshape too
+        x3 = x.reshape(n, c, s)                                     # (N, C, S)
+        q = q.reshape(n, c, s)                                      # (N, C, S)
         logp, probs = _log_softmax(xp, x3, self.needs_input_grad[0])
         if self.eps > 0:
             q = q * (1 - self.eps) + self.eps / c
@@ -154,7 +156,8 @@ class CrossEntropyProbs(Function):
         xp = backend.get_array_module(g)
         n = self.shape[0]
         scale = _per_element(xp, g, self.reduction, self.count)
-        scale = xp.broadcast_to(scale.reshape(-1), (self.count,)).reshape(n, 1, -1)  # (N, 1, S)
+        s = math.prod(self.shape[2:])
+        scale = xp.broadcast_to(scale.reshape(-1), (self.count,)).reshape(n, 1, s)   # (N, 1, S)
         gx = gq = None
         if self.needs_input_grad[0]:
             gx = scale * (self.probs * self.wq.sum(axis=1, keepdims=True) - self.wq)
@@ -192,8 +195,9 @@ class NLLLoss(Function):
     def forward(self, x, target):
         xp = backend.get_array_module(x)
         n, c = x.shape[0], x.shape[1]
-        x3 = x.reshape(n, c, -1)                                    # (N, C, S)
-        t2 = target.reshape(n, -1)                                  # (N, S)
+        s = math.prod(x.shape[2:])       # not -1: an empty batch (N = 0) must reshape too
+        x3 = x.reshape(n, c, s)                                     # (N, C, S)
+        t2 = target.reshape(n, s)                                   # (N, S)
         valid, t_safe, w_t = _pick_weights(xp, t2, self.weight, self.ignore_index, x.dtype)
         picked = xp.take_along_axis(x3, t_safe[:, None, :], axis=1)[:, 0, :]     # (N, S)
         loss = (-w_t * picked).astype(x.dtype, copy=False)

@@ -105,6 +105,13 @@ class BatchNorm(Function):
         self.training, self.momentum, self.eps = training, momentum, eps
 
     def forward(self, x, weight, bias):
+        self.empty = self.training and x.size == 0
+        if self.empty:
+            # NOTE: an empty batch has no statistics. As torch: the output is empty, the
+            # running statistics are left as they are, and the gradients of weight and
+            # bias are zeros.
+            self.fast, self.channels = False, x.shape[1]
+            return x.copy()
         self.fast = (dispatch.use_fast(x, weight, bias)
                      and dispatch.on_host(self.running_mean, self.running_var))
         if self.fast:
@@ -143,6 +150,11 @@ class BatchNorm(Function):
         return out
 
     def backward(self, g):
+        if self.empty:
+            xp = backend.get_array_module(g)
+            zeros = [xp.zeros(self.channels, dtype=g.dtype) if need else None
+                     for need in self.needs_input_grad[1:]]
+            return (g.copy() if self.needs_input_grad[0] else None, *zeros)
         if self.fast:
             return numba_norm.batch_norm_backward(g, self.x, self.mean, self.inv_std,
                                                   self.weight, self.training,
