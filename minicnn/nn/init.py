@@ -24,7 +24,7 @@ from ..autograd import Tensor
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_",
            "zeros_", "eye_", "dirac_", "xavier_uniform_", "xavier_normal_",
-           "kaiming_uniform_", "kaiming_normal_", "orthogonal_"]
+           "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "bilinear_"]
 
 _LINEAR_LIKE = ("linear", "identity", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
                 "conv_transpose2d", "conv_transpose3d", "sigmoid")
@@ -257,3 +257,51 @@ def orthogonal_(tensor, gain=1.0, generator=None):
         q = q.T                             # (rows, cols)
     return _store(tensor, gain * q.reshape(tensor.shape))
 
+
+def bilinear_(tensor):
+    """A transposed-convolution weight that upsamples each channel by bilinear interpolation
+    (FCN's "deconvolution initialised to bilinear", Long, Shelhamer & Darrell, 2015).
+
+    ``tensor`` is a ConvTranspose2d weight (C_in, C_out/groups, KH, KW). Along one axis of
+    size k the kernel is
+
+        w[i] = 1 - |i - c| / f,   f = ceil(k / 2),   c = f - 1 (k odd) or f - 0.5 (k even),
+
+    a tent f wide centred on the kernel; the 2-D kernel is the outer product of the two
+    axes' tents. Input channel i feeds output channel i only: ``weight[i, i % (C_out/groups)]``
+    holds the kernel and every other entry is 0, so a (C, C, k, k) weight (groups=1) is the
+    identity across channels and a grouped (C, C/g, k, k) one, depthwise (C, 1, k, k)
+    included, gives each channel its own copy. NOTE: the rule is meant for C_in = C_out;
+    a weight whose C_in is not a multiple of its dim 1 is refused, as no groups make it so.
+
+    Why it interpolates: ConvTranspose2d(C, C, 2f, stride=f, padding=f/2) with this weight
+    scatters each input pixel as a tent 2f wide at stride f, so every output pixel is a
+    convex combination of its two nearest inputs along each axis, with the same weights as
+    ``F.interpolate(scale_factor=f, mode="bilinear", align_corners=False)``; the two agree
+    except within f pixels of the border, where interpolate clamps and the deconvolution
+    sees zeros.
+
+    Example, k = 4 (f = 2, c = 1.5): w = [0.25, 0.75, 0.75, 0.25]; k = 3 (f = 2, c = 1):
+    w = [0.5, 1, 0.5]. Returns ``tensor``, filled in place (outside the graph).
+    """
+    xp, _, _ = _target("bilinear_", tensor)
+    if tensor.ndim != 4:
+        raise ValueError(f"bilinear_: expected a 4-D ConvTranspose2d weight (C_in, "
+                         f"C_out/groups, KH, KW), got shape {tuple(tensor.shape)}")
+    c_in, c_out_per_group, kh, kw = tensor.shape
+    if c_in > c_out_per_group and c_in % c_out_per_group:
+        raise ValueError(f"bilinear_: C_in ({c_in}) must be a multiple of dim 1 "
+                         f"({c_out_per_group}) so that channel i can feed channel i; got "
+                         f"shape {tuple(tensor.shape)}")
+    kernel = np.outer(_tent(kh), _tent(kw))                               # (KH, KW)
+    channels = xp.arange(c_in)
+    tensor.array[...] = 0
+    tensor.array[channels, channels % c_out_per_group] = xp.asarray(kernel, dtype=tensor.dtype)
+    return tensor
+
+
+def _tent(k):
+    """The 1-D bilinear kernel of size k: 1 - |i - c| / f (see bilinear_)."""
+    f = math.ceil(k / 2)
+    c = f - 1 if k % 2 == 1 else f - 0.5
+    return 1 - np.abs(np.arange(k) - c) / f
