@@ -21,7 +21,8 @@ The loop is the same for every task; a :class:`Task` says what differs:
 
 :class:`Classification` is the task of ``minicnn train``. It also trains models whose
 training-mode output is a namedtuple with auxiliary heads (GoogLeNet, Inception): the loss
-is the main head's plus ``aux_weight`` times each auxiliary head's.
+is the main head's plus ``aux_weight`` times each auxiliary head's. :class:`Segmentation`
+(``minicnn train --task segmentation``) scores every pixel and reports mean IoU.
 
 The checkpoint is rewritten atomically after every epoch (``minicnn.save``). Resuming
 restores every piece of state that the next epoch depends on -- weights, optimizer
@@ -40,12 +41,14 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from . import backend
 from .autograd import Tensor, no_grad
 from .utils.serialization import CheckpointError, load, save
 
-__all__ = ["Trainer", "Task", "Classification", "Mean", "Accuracy", "load_checkpoint",
-           "plot_curves", "run_folder_lock", "holds_run", "TrainingDiverged", "RunFolderError",
+__all__ = ["Trainer", "Task", "Classification", "Segmentation", "Mean", "Accuracy",
+           "load_checkpoint", "plot_curves", "plot_segmentation", "run_folder_lock", "holds_run", "TrainingDiverged", "RunFolderError",
            "CHECKPOINT", "METRICS", "CURVES", "CONFIG"]
 
 CHECKPOINT, METRICS, CURVES, CONFIG = "checkpoint.npz", "metrics.jsonl", "curves.png", "config.json"
@@ -155,7 +158,7 @@ class Trainer:
             self.epoch += 1
             self.history.append(metrics)
             if self.log:
-                print(_epoch_line(metrics, epochs), flush=True)
+                print(_epoch_line(metrics, epochs, ("loss",) + self.task.curves), flush=True)
             if self.out_dir is not None:
                 self._append_metrics(metrics)
                 self.save_checkpoint(os.path.join(self.out_dir, CHECKPOINT),
@@ -169,6 +172,7 @@ class Trainer:
         task's metrics (e.g. ``{"loss": ..., "accuracy": ...}``)."""
         self.model.train()
         losses, metrics = Mean(), self.task.metrics()
+        shown = ("loss",) + self.task.curves
         bar = _progress_bar(loader, desc, self.progress)
         for step, batch in enumerate(bar, 1):
             batch = self.task.to_device(batch, self.device)
@@ -179,7 +183,8 @@ class Trainer:
                     scheduler.step()
             losses.update(values, self.task.batch_size(batch))
             metrics.update(output, batch)
-            bar.set_postfix(_postfix({**losses.compute(), **metrics.compute()}), refresh=False)
+            bar.set_postfix(_postfix({**losses.compute(), **metrics.compute()}, shown),
+                            refresh=False)
         bar.close()
         return {**losses.compute(), **metrics.compute()}
 
@@ -196,7 +201,7 @@ class Trainer:
                 values = self._finite({k: v.item() for k, v in step_losses.items()}, None)
                 losses.update(values, self.task.batch_size(batch))
                 metrics.update(output, batch)
-                bar.set_postfix(_postfix(metrics.compute()), refresh=False)
+                bar.set_postfix(_postfix(metrics.compute(), self.task.curves), refresh=False)
         bar.close()
         self.model.train()
         return {**losses.compute(), **metrics.compute(), "total": losses.count}
@@ -512,6 +517,77 @@ def _is_namedtuple(value):
     return isinstance(value, tuple) and hasattr(value, "_fields")
 
 
+class Segmentation(Task):
+    """A class for every pixel: the pixel-wise cross-entropy of ``(N, C, H, W)`` scores
+    against ``(N, H, W)`` masks, and the FCN paper's four numbers over the epoch (pixel
+    accuracy, mean accuracy, mean IoU, frequency-weighted IoU) from a streaming
+    confusion matrix (:class:`minicnn.metrics.SegmentationMetric`).
+
+    A model may return the scores, or a dict with ``"out"`` and optionally ``"aux"``
+    (torchvision's FCN): then ``loss = out + aux_weight · aux`` (0.5, as torchvision's
+    reference recipe). A model whose output is smaller than its input (U-Net with valid
+    convolutions: 572 in, 388 out) is scored on the centre of the mask, as the U-Net
+    paper's overlap-tile strategy does.
+
+    After each epoch, besides the curves, it draws ``predictions/epoch-NNN.png``: for the
+    first images of the evaluation set, image | truth | prediction.
+
+    Args:
+        num_classes: the classes of the masks (class 0 is usually the background).
+        ignore_index: the mask value that is not scored (255 for VOC and Cityscapes).
+        aux_weight: weight of an auxiliary head's loss.
+        preview: how many evaluation images the picture shows.
+    """
+
+    curves = ("mean_iou", "pixel_accuracy")
+
+    def __init__(self, num_classes, ignore_index=255, aux_weight=0.5, preview=4):
+        self.num_classes, self.ignore_index = int(num_classes), int(ignore_index)
+        self.aux_weight, self.preview = float(aux_weight), int(preview)
+        self._last_meter = None
+
+    def losses(self, model, batch, training):
+        from .nn import functional as F
+        images, masks = batch[0], batch[1]
+        output = model(images)
+        scores, aux = (output["out"], output.get("aux")) if isinstance(output, dict) \
+            else (output, None)
+        masks = _centre_to(masks, scores.shape[-2:])
+        main = F.cross_entropy(scores, masks, ignore_index=self.ignore_index)
+        if aux is None:
+            return {"loss": main}, scores
+        aux_loss = F.cross_entropy(aux, masks, ignore_index=self.ignore_index)
+        return {"loss": main + self.aux_weight * aux_loss, "loss_main": main,
+                "loss_aux": aux_loss}, scores
+
+    def metrics(self):
+        self._last_meter = _SegmentationMeter(self.num_classes, self.ignore_index,
+                                              self.preview)
+        return self._last_meter
+
+    def draw(self, trainer, folder):
+        super().draw(trainer, folder)
+        meter = self._last_meter
+        if meter is not None and meter.examples is not None:
+            os.makedirs(os.path.join(folder, "predictions"), exist_ok=True)
+            plot_segmentation(*meter.examples, self.num_classes, os.path.join(
+                folder, "predictions", f"epoch-{trainer.epoch:03d}.png"),
+                self.ignore_index)
+
+
+def _centre_to(masks, size):
+    """The centre ``size`` of the masks (as U-Net's valid output covers the centre)."""
+    H, W = masks.shape[-2:]
+    h, w = int(size[0]), int(size[1])
+    if (h, w) == (H, W):
+        return masks
+    if h > H or w > W:
+        raise ValueError(f"Segmentation: the model's output ({h}x{w}) is larger than the "
+                         f"masks ({H}x{W})")
+    top, left = (H - h) // 2, (W - w) // 2
+    return masks[..., top:top + h, left:left + w]
+
+
 # ====================================================== streaming accumulators
 
 class Mean:
@@ -546,6 +622,29 @@ class Accuracy:
         return {"accuracy": self.correct / max(self.seen, 1), "correct": self.correct}
 
 
+class _SegmentationMeter:
+    """The epoch's confusion matrix, and the first few examples for the picture."""
+
+    def __init__(self, num_classes, ignore_index, preview):
+        from .metrics import SegmentationMetric
+        self.metric = SegmentationMetric(num_classes, ignore_index=ignore_index)
+        self.preview, self.examples = preview, None
+
+    def update(self, scores, batch):
+        masks = _centre_to(batch[1], scores.shape[-2:])
+        predicted = scores.array.argmax(axis=1)
+        self.metric.update(predicted, masks.array)
+        if self.examples is None and self.preview:
+            k = self.preview
+            self.examples = tuple(backend.to_device(a[:k], "cpu") for a in
+                                  (batch[0].array, masks.array, predicted))
+
+    def compute(self):
+        result = self.metric.compute()
+        return {k: float(result[k]) for k in ("pixel_accuracy", "mean_accuracy", "mean_iou",
+                                               "frequency_weighted_iou")}
+
+
 class _NoMetrics:
     def update(self, output, batch):
         pass
@@ -562,27 +661,30 @@ def _prefixed(prefix, results):
     return {f"{prefix}_{k}": v for k, v in results.items() if k != "correct"}
 
 
+_SHORT = {"accuracy": "acc", "pixel_accuracy": "pixel acc", "mean_iou": "mIoU"}
+
+
 def _format(name, value):
-    if name.endswith("accuracy"):
-        return f"acc {value:6.2%}"
-    return f"{name.replace('_', ' ')} {value:.4f}"
+    """``loss 0.1234``, ``acc 97.50%``: fractions (accuracies, IoU) as percentages."""
+    label = _SHORT.get(name, name.replace("_", " "))
+    if name.endswith("accuracy") or name.endswith("iou"):
+        return f"{label} {value:6.2%}"
+    return f"{label} {value:.4f}"
 
 
-def _postfix(results):
-    return {("acc" if k.endswith("accuracy") else k): (f"{v:.2%}" if k.endswith("accuracy")
-                                                       else f"{v:.4f}")
-            for k, v in results.items() if k == "loss" or k.endswith("accuracy")}
+def _postfix(results, keys):
+    return {_SHORT.get(k, k): (f"{v:.2%}" if k.endswith("accuracy") or k.endswith("iou")
+                               else f"{v:.4f}")
+            for k, v in results.items() if k in keys}
 
 
-def _epoch_line(m, epochs):
+def _epoch_line(m, epochs, keys=("loss", "accuracy")):
     """``epoch  3/20  train loss 0.1234 acc 96.10%  |  test loss ... acc ...  |  lr ..``:
-    the total loss and the accuracies (every loss is in metrics.jsonl)."""
+    the total loss and the task's main metrics (everything is in metrics.jsonl)."""
     width = len(str(epochs))
 
     def part(prefix):
-        shown = [k for k in m if k.startswith(prefix) and
-                 (k == prefix + "loss" or k.endswith("accuracy"))]
-        return " ".join(_format(k[len(prefix):], m[k]) for k in shown)
+        return " ".join(_format(k, m[prefix + k]) for k in keys if prefix + k in m)
 
     line = f"epoch {m['epoch']:>{width}}/{epochs}  train {part('train_')}"
     if any(k.startswith("eval_") for k in m):
@@ -646,5 +748,52 @@ def plot_curves(history, path, keys=("loss", "accuracy")):
         ax.legend()
     tmp = path + ".tmp.png"
     figure.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    return True
+
+
+def _palette(num_classes):
+    """A colour per class: black background, then well-separated hues."""
+    import colorsys
+    colours = [(0.0, 0.0, 0.0)]
+    for c in range(1, num_classes):
+        hue = (c * 0.618033988749895) % 1.0          # golden-ratio steps: distinct hues
+        colours.append(colorsys.hsv_to_rgb(hue, 0.75, 0.95))
+    return np.asarray(colours)
+
+
+def plot_segmentation(images, masks, predicted, num_classes, path, ignore_index=255):
+    """One row per example: the image (each scaled to [0, 1]), the true mask and the
+    predicted mask in the same colours (ignored pixels white). Written atomically as a
+    PNG; False when matplotlib is missing."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    palette = _palette(num_classes)
+
+    def coloured(mask):
+        rgb = palette[np.clip(mask, 0, num_classes - 1)]
+        rgb[mask == ignore_index] = 1.0
+        return rgb
+
+    rows = len(images)
+    figure = Figure(figsize=(6.6, 2.2 * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, 3, squeeze=False)
+    for r in range(rows):
+        image = np.asarray(images[r], dtype=np.float64)
+        image = (image - image.min()) / max(image.max() - image.min(), 1e-12)
+        image = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+        panels = (image, coloured(np.asarray(masks[r])), coloured(np.asarray(predicted[r])))
+        for c, (panel, title) in enumerate(zip(panels, ("image", "truth", "prediction"))):
+            axes[r, c].imshow(panel, cmap="gray" if panel.ndim == 2 else None,
+                              interpolation="nearest")
+            axes[r, c].set_axis_off()
+            if r == 0:
+                axes[r, c].set_title(title)
+    tmp = path + ".tmp.png"
+    figure.savefig(tmp, dpi=90)
     os.replace(tmp, path)
     return True

@@ -20,13 +20,14 @@ import time
 import numpy as np
 
 from .. import backend, models, optim
-from ..autograd import no_grad
-from ..data import DataLoader, Subset, datasets, transforms as T
-from ..train import (CONFIG, RunFolderError, Trainer, TrainingDiverged, holds_run,
-                     load_checkpoint, run_folder_lock)
+from ..autograd import Tensor, no_grad
+from ..data import DataLoader, Subset, TensorDataset, datasets, transforms as T
+from ..train import (CONFIG, Classification, RunFolderError, Segmentation, Trainer,
+                     TrainingDiverged, holds_run, load_checkpoint, run_folder_lock)
 
-__all__ = ["cli_main", "build_parser", "build_datasets", "build_model", "check_model_on",
-           "ModelInputError", "DATASETS"]
+__all__ = ["cli_main", "build_parser", "build_datasets", "build_segmentation_datasets",
+           "build_model", "check_model_on", "ModelInputError", "DATASETS",
+           "SEGMENTATION_DATASETS"]
 
 
 # ============================================================ what to train on
@@ -94,11 +95,77 @@ def build_datasets(name, data_dir=None, image_size=None, augment=False, subset=N
     return train, test, num_classes, (3 if colour else 1), size
 
 
-def build_model(name, num_classes, in_channels, image_size):
+SEGMENTATION_DATASETS = ("shapes", "voc", "cityscapes")
+# ImageNet's channel statistics: the usual normalisation for photographs
+_IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def build_segmentation_datasets(name, data_dir=None, image_size=None, augment=False,
+                                subset=None, seed=0):
+    """``(train_set, test_set, num_classes, in_channels, image_size, ignore_index)`` for
+    a segmentation data set: samples are ``(image (C, H, W) float32, mask (H, W) int64)``.
+
+    ``shapes`` is generated (offline, 1,200 training and 300 test images, seeds ``seed``
+    and ``seed + 1``, 64x64 by default); ``voc`` and ``cityscapes`` read the files you
+    have in ``data_dir`` (VOC2012's train/val, Cityscapes' fine train/val) and are cut to
+    ``image_size`` squares (random crops with flips when training, centre crops for the
+    test set; padding is 255, ignored).
+    """
+    from ..data import joint_transforms as J
+    if name not in SEGMENTATION_DATASETS:
+        raise ValueError(f"unknown segmentation dataset {name!r}; choose from "
+                         f"{', '.join(SEGMENTATION_DATASETS)}")
+    if name == "shapes":
+        size = 64 if image_size is None else int(image_size)
+        flips = [J.ToTensorPair(), J.JointRandomHorizontalFlip(), J.JointRandomVerticalFlip()]
+        train = datasets.ShapesSegmentation(1200, image_size=size, seed=seed)
+        test = datasets.ShapesSegmentation(300, image_size=size, seed=seed + 1)
+        if augment:
+            train.transforms = J.JointCompose(flips + [J.JointNormalize(train.mean, train.std)])
+        else:                  # every sample ready in two arrays: no per-sample work
+            train = TensorDataset(*(Tensor(a) for a in train.arrays()))
+            train.classes = test.classes
+        ignore_index = 255
+    else:
+        if data_dir is None:
+            raise ValueError(f"--dataset {name} reads files you already have: pass --data-dir "
+                             "FOLDER (minicnn does not download data sets)")
+        size = (320 if name == "voc" else 256) if image_size is None else int(image_size)
+        mean, std = _IMAGENET_STATS
+        crop = [J.ToTensorPair(), J.JointRandomCrop(size, pad_if_needed=True, fill=0,
+                                                    mask_fill=255)]
+        if augment:
+            crop.append(J.JointRandomHorizontalFlip())
+        centre = [J.ToTensorPair(), J.JointCenterCrop(size, mask_fill=255)]
+        train_tf = J.JointCompose(crop + [J.JointNormalize(mean, std)])
+        test_tf = J.JointCompose(centre + [J.JointNormalize(mean, std)])
+        if name == "voc":
+            train = datasets.VOCSegmentation(data_dir, image_set="train", transforms=train_tf)
+            test = datasets.VOCSegmentation(data_dir, image_set="val", transforms=test_tf)
+        else:
+            train = datasets.Cityscapes(data_dir, split="train", transforms=train_tf)
+            test = datasets.Cityscapes(data_dir, split="val", transforms=test_tf)
+        ignore_index = 255
+    num_classes = {"shapes": len(test.classes), "voc": 21, "cityscapes": 19}[name]
+    if subset is not None and subset < len(train):
+        order = np.random.Generator(np.random.PCG64(seed)).permutation(len(train))
+        train = Subset(train, np.sort(order[:subset]).tolist())
+    return train, test, num_classes, 3, size, ignore_index
+
+
+# Builder arguments `minicnn train` passes unless --set says otherwise: U-Net with padded
+# convolutions keeps the image size, so masks and outputs line up at any size divisible
+# by 16 (the paper's valid form needs sizes such as 572; --set padding=False gives it).
+_BUILDER_DEFAULTS = {"unet": {"padding": True}}
+
+
+def build_model(name, num_classes, in_channels, image_size, **options):
     """A model of the zoo (``minicnn.models.MODELS``) by name, sized for the data. LeNet-5
     fits its layers to the image size; the other models take any size their pooling allows
-    (``check_model_on`` says clearly when one does not)."""
-    kwargs = {"num_classes": num_classes, "in_channels": in_channels}
+    (``check_model_on`` says clearly when one does not). ``options`` are further builder
+    arguments (``--set base_channels=16``)."""
+    kwargs = {"num_classes": num_classes, "in_channels": in_channels,
+              **_BUILDER_DEFAULTS.get(name, {}), **options}
     if name in ("lenet5", "lenet5-1998"):
         kwargs["input_size"] = image_size
     return models.get_model(name, **kwargs)
@@ -108,10 +175,12 @@ class ModelInputError(ValueError):
     """The model cannot take the data set's images."""
 
 
-def check_model_on(model, inputs, num_classes, model_name="model"):
+def check_model_on(model, inputs, num_classes, model_name="model", task="classification"):
     """Run one batch through ``model`` (no graph). If a layer rejects it, raise
     :class:`ModelInputError` naming that layer (its dotted name and type), the input
-    shape, and the layer's own message; also check the output is ``(N, num_classes)``."""
+    shape, and the layer's own message; also check the output is ``(N, num_classes)``
+    (classification) or ``(N, num_classes, h, w)``, alone or as a dict's ``"out"``
+    (segmentation)."""
     names = {id(m): n for n, m in model.named_modules()}
     running = []                        # the modules entered and not yet left
 
@@ -139,6 +208,14 @@ def check_model_on(model, inputs, num_classes, model_name="model"):
         for handle in hooks:
             handle.remove()
         model.train(was_training)
+    if task == "segmentation":
+        scores = out["out"] if isinstance(out, dict) and "out" in out else out
+        shape = tuple(getattr(scores, "shape", ()))
+        if len(shape) != 4 or shape[:2] != (inputs.shape[0], num_classes):
+            raise ModelInputError(f"model {model_name!r} returned {shape or type(out).__name__}"
+                                  f" for inputs {tuple(inputs.shape)}; expected scores of "
+                                  f"shape ({inputs.shape[0]}, {num_classes}, H, W)")
+        return
     if not hasattr(out, "shape") or tuple(out.shape) != (inputs.shape[0], num_classes):
         raise ModelInputError(f"model {model_name!r} returned "
                               f"{getattr(out, 'shape', type(out).__name__)} for inputs "
@@ -154,11 +231,19 @@ def build_parser(prog="minicnn train"):
     p = argparse.ArgumentParser(
         prog=prog, description="Train a CNN. With no options: LeNet-5 on the offline digits "
         "set (scikit-learn's 1,797 handwritten digits at 28x28), about a minute on a CPU.")
-    p.add_argument("--model", default="lenet5", help="lenet5 (default), lenet5-1998, or any "
-                   "builder of minicnn.models such as resnet20")
-    p.add_argument("--dataset", default="digits", choices=DATASETS,
-                   help="digits (default, offline), synthetic (generated shapes), or files "
-                   "you have in --data-dir")
+    p.add_argument("--task", default="classification", choices=models.TASKS,
+                   help="classification (default): a label per image; segmentation: a "
+                   "class per pixel, scored by mean IoU")
+    p.add_argument("--model", help="a model of minicnn.models for the task (minicnn summary "
+                   "--list): default lenet5 for classification, unet for segmentation")
+    p.add_argument("--dataset", choices=DATASETS + SEGMENTATION_DATASETS,
+                   help="classification: digits (default, offline), synthetic (generated "
+                   "shapes), or mnist, fashion-mnist, cifar10, cifar100 from --data-dir; "
+                   "segmentation: shapes (default, generated masks), or voc, cityscapes "
+                   "from --data-dir")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a further argument for the model's builder, e.g. --set "
+                   "base_channels=16 (repeatable)")
     p.add_argument("--data-dir", help="folder with the MNIST/Fashion-MNIST/CIFAR files")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (default 20)")
     p.add_argument("--batch-size", type=int, default=32, help="default 32")
@@ -238,10 +323,16 @@ def _resolve_options(args):
                               "without --epochs, or start a new run")
         resume_dir = args.resume if os.path.isdir(args.resume) else os.path.dirname(args.resume)
         saved["out"] = args.out or resume_dir or "."
+        saved.setdefault("task", "classification")      # runs written before tasks
+        saved.setdefault("set", [])
         saved["resume"] = args.resume
         saved["overwrite"] = args.overwrite
         args = argparse.Namespace(**saved)
     else:
+        if args.model is None:
+            args.model = _DEFAULT_MODEL[args.task]
+        if args.dataset is None:
+            args.dataset = _DEFAULT_DATASET[args.task]
         if args.epochs is None:
             args.epochs = 20
         if args.device is None:
@@ -252,7 +343,45 @@ def _resolve_options(args):
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             args.out = _unique(os.path.join("runs", f"{stamp}-{args.model}-{args.dataset}"))
     _check_numbers(args)
+    _check_task(args)
     return args, state
+
+
+_DEFAULT_MODEL = {"classification": "lenet5", "segmentation": "unet"}
+_DEFAULT_DATASET = {"classification": "digits", "segmentation": "shapes"}
+
+
+def _check_task(args):
+    """The data set, the model and the options must all fit the task."""
+    sets = DATASETS if args.task == "classification" else SEGMENTATION_DATASETS
+    if args.dataset not in sets:
+        raise _UsageError(f"--dataset {args.dataset} is not a {args.task} data set; for "
+                          f"--task {args.task} choose from {', '.join(sets)}")
+    try:
+        task = models.model_task(args.model)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    if task != args.task:
+        raise _UsageError(f"--model {args.model} is a {task} model; for --task {args.task} "
+                          f"choose from {', '.join(models.list_models(args.task))}")
+    if args.task == "segmentation" and args.mixup:
+        raise _UsageError("--mixup mixes labels of whole images; it does not apply to "
+                          "--task segmentation")
+
+
+def _builder_options(items):
+    """``["base_channels=16", "padding=False"]`` -> ``{"base_channels": 16, ...}``."""
+    import ast
+    options = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            options[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            options[key] = text
+    return options
 
 
 # option: (smallest value allowed, whether the smallest itself is allowed); None = unset
@@ -307,7 +436,8 @@ def _run(args, prog):
     if not args.quiet:
         parameters = sum(p.numel() for p in model.parameters())
         verb = f"resuming at epoch {trainer.epoch + 1} of" if resumed else "training"
-        print(f"{verb} {args.model} ({parameters:,} parameters) on {args.dataset} "
+        print(f"{verb} {args.model} ({parameters:,} parameters) for {args.task} on "
+              f"{args.dataset} "
               f"({len(train_set)} train / {len(test_set)} test images, {size}x{size}), "
               f"{_count(args.epochs, 'epoch')}, {args.optimizer} lr {args.lr:g}, "
               f"{args.scheduler} schedule, device {device}\nrun folder: {args.out}",
@@ -321,7 +451,13 @@ def _run(args, prog):
         print(f"\ninterrupted after {_count(trainer.epoch, 'complete epoch')}; continue "
               f"with:\n  {prog} --resume {args.out}", file=sys.stderr)
         return 130
-    if trainer.history and "eval_accuracy" in trainer.history[-1]:
+    if trainer.history and "eval_mean_iou" in trainer.history[-1]:
+        result = trainer.history[-1]
+        print(f"test mean IoU: {result['eval_mean_iou']:.2%} (pixel accuracy "
+              f"{result['eval_pixel_accuracy']:.2%}, {len(test_set)} images) after "
+              f"{_count(trainer.epoch, 'epoch')}, {time.perf_counter() - started:.1f} s; "
+              f"run folder: {args.out}", flush=True)
+    elif trainer.history and "eval_accuracy" in trainer.history[-1]:
         result = trainer.history[-1]
         correct = round(result["eval_accuracy"] * len(test_set))
         print(f"test accuracy: {result['eval_accuracy']:.2%} ({correct}/{len(test_set)}) "
@@ -345,27 +481,36 @@ def _set_up(args, resumed):
                          f"--resume {args.out}, replace it with --overwrite, or choose "
                          "another --out")
 
-    default_size = 32 if args.model == "lenet5-1998" else None
-    train_set, test_set, num_classes, in_channels, size = build_datasets(
-        args.dataset, args.data_dir, args.image_size or default_size, args.augment,
-        args.subset, args.seed)
+    if args.task == "segmentation":
+        train_set, test_set, num_classes, in_channels, size, ignore_index = \
+            build_segmentation_datasets(args.dataset, args.data_dir, args.image_size,
+                                        args.augment, args.subset, args.seed)
+        task = Segmentation(num_classes, ignore_index=ignore_index)
+    else:
+        default_size = 32 if args.model == "lenet5-1998" else None
+        train_set, test_set, num_classes, in_channels, size = build_datasets(
+            args.dataset, args.data_dir, args.image_size or default_size, args.augment,
+            args.subset, args.seed)
+        mix = T.MixUp(args.mixup, num_classes) if args.mixup > 0 else None
+        task = Classification(batch_transform=mix)
     for name, part in (("training", train_set), ("test", test_set)):
         if len(part) == 0:
             raise ValueError(f"--dataset {args.dataset}: the {name} set holds no images")
-    model = build_model(args.model, num_classes, in_channels, size)
+    model = build_model(args.model, num_classes, in_channels, size,
+                        **_builder_options(args.set))
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
                               num_workers=args.workers)
-    test_loader = DataLoader(test_set, batch_size=256, num_workers=args.workers)
+    test_loader = DataLoader(test_set, batch_size=64 if args.task == "segmentation" else 256,
+                             num_workers=args.workers)
     model.to(device)
     example = next(iter(DataLoader(test_set, batch_size=2, seed=0)))[0].to(device)
-    check_model_on(model, example, num_classes, args.model)
+    check_model_on(model, example, num_classes, args.model, args.task)
 
     optimizer = _make_optimizer(args, model)
     scheduler, interval = _make_scheduler(args, optimizer, len(train_loader))
-    mix = T.MixUp(args.mixup, num_classes) if args.mixup > 0 else None
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "overwrite")}
     trainer = Trainer(model, optimizer, scheduler=scheduler, scheduler_interval=interval,
-                      device=device, out_dir=args.out, batch_transform=mix,
+                      device=device, out_dir=args.out, task=task,
                       progress=not args.quiet, log=not args.quiet, config=config,
                       overwrite=args.overwrite)
     if resumed:

@@ -14,11 +14,14 @@ from .googlenet import *    # noqa: F401,F403
 from .resnet import *       # noqa: F401,F403
 from .densenet import *     # noqa: F401,F403
 from .transfer import *     # noqa: F401,F403
+from ._utils import IntermediateLayerGetter                            # noqa: F401
+from . import segmentation                                             # noqa: F401
+from .segmentation import fcn32s, fcn16s, fcn8s, fcn_resnet50, unet    # noqa: F401
 
 _CIFAR, _IMAGENET = (3, 32, 32), (3, 224, 224)
 
-# name -> (builder, the input (C, H, W) it was designed for), in reading order
-_ZOO = {
+# name -> (builder, the input (C, H, W) it was designed for), in reading order, per task
+_CLASSIFIERS = {
     "lenet5": (lenet5, (1, 28, 28)),                       # noqa: F405
     "lenet5-1998": (lenet5_1998, (1, 32, 32)),             # noqa: F405
     "alexnet": (alexnet, _IMAGENET),                       # noqa: F405
@@ -38,14 +41,31 @@ _ZOO = {
     **{name: (globals()[name], _IMAGENET) for name in (
         "densenet121", "densenet161", "densenet169", "densenet201")},
 }
+_SEGMENTERS = {}
+
+_ZOO = {name: (builder, size, task)
+        for task, table in (("classification", _CLASSIFIERS), ("segmentation", _SEGMENTERS))
+        for name, (builder, size) in table.items()}
 
 #: every model of the zoo by name: ``MODELS["resnet20"](num_classes=10)``
-MODELS = {name: builder for name, (builder, _) in _ZOO.items()}
+MODELS = {name: builder for name, (builder, _, _) in _ZOO.items()}
+
+TASKS = ("classification", "segmentation")
 
 
-def list_models():
-    """The names of the zoo's models, in reading order."""
-    return list(MODELS)
+def list_models(task=None):
+    """The names of the zoo's models, in reading order; ``task`` keeps those of one task
+    (``"classification"``: logits ``(N, classes)``; ``"segmentation"``: scores
+    ``(N, classes, H, W)`` or torchvision's dict with ``"out"``)."""
+    if task is not None and task not in TASKS:
+        raise ValueError(f"list_models: task must be one of {', '.join(TASKS)}, got {task!r}")
+    return [name for name, (_, _, t) in _ZOO.items() if task is None or t == task]
+
+
+def model_task(name):
+    """The task model ``name`` is built for."""
+    get_model_builder(name)
+    return _ZOO[name][2]
 
 
 def get_model_builder(name):
