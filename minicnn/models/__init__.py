@@ -41,7 +41,13 @@ _CLASSIFIERS = {
     **{name: (globals()[name], _IMAGENET) for name in (
         "densenet121", "densenet161", "densenet169", "densenet201")},
 }
-_SEGMENTERS = {}
+_SEGMENTERS = {
+    "fcn32s": (fcn32s, (3, 500, 500)),                     # VOC images are up to 500x500
+    "fcn16s": (fcn16s, (3, 500, 500)),
+    "fcn8s": (fcn8s, (3, 500, 500)),
+    "fcn_resnet50": (fcn_resnet50, (3, 520, 520)),         # torchvision's training crop
+    "unet": (unet, (1, 572, 572)),                         # the paper's input tile
+}
 
 _ZOO = {name: (builder, size, task)
         for task, table in (("classification", _CLASSIFIERS), ("segmentation", _SEGMENTERS))

@@ -63,9 +63,14 @@ def test_every_listed_model_builds_and_runs_at_its_input_size(name):
     channels, height, width = models.input_size(name)
     model = models.get_model(name, num_classes=7, in_channels=channels)
     outputs = []
-    handle = model.register_forward_hook(lambda m, args, out: outputs.append(out.shape))
+    handle = model.register_forward_hook(lambda m, args, out: outputs.append(out))
     result = minicnn.summary(model, (channels, height, width), shapes_only=True,
                              verbose=False)
     handle.remove()
     assert result.total_params == sum(p.numel() for p in model.parameters()) > 0
-    assert [tuple(shape) for shape in outputs] == [(1, 7)]
+    assert len(outputs) == 1
+    if models.model_task(name) == "classification":
+        assert tuple(outputs[0].shape) == (1, 7)
+    else:                                   # scores per pixel, alone or as torchvision's dict
+        scores = outputs[0]["out"] if isinstance(outputs[0], dict) else outputs[0]
+        assert tuple(scores.shape[:2]) == (1, 7) and len(scores.shape) == 4
