@@ -1,5 +1,5 @@
-"""Normalisation ops against torch (float64 tight, float32 loose) over hypothesis-drawn
-shapes and hyper-parameters, by finite differences, and against direct loops where torch
+"""Normalisation ops against torch (float64 tight; float32 loose, where float32 can resolve
+the input: see F32_MAX_AMPLIFICATION) over hypothesis-drawn shapes and hyper-parameters, by finite differences, and against direct loops where torch
 has no counterpart (LRN within a channel, the window sums of kernels/lrn.py)."""
 import itertools
 
@@ -22,10 +22,41 @@ SETTINGS = settings(max_examples=50, deadline=None,
 FLOAT32 = dict(dtype=np.float32, rtol=1e-4, atol=1e-4)
 
 
-def _both(mc_fn, torch_fn, inputs, requires_grad=None, f32=FLOAT32):
-    """Compare in float64 (tight defaults) and in float32 (loose)."""
+# NOTE: float32 cannot resolve every normalisation. The input gradient is
+# rstd * (g - mean(g) - xhat * mean(g * xhat)) with rstd = 1 / sqrt(var + eps): the
+# rounding of the g terms is magnified by rstd, and that of x - mean (eps32 * |x|) by
+# rstd**2 through xhat. Where a group's values nearly coincide, or a group has one
+# element (var = 0, rstd = 1/sqrt(eps)), torch's float32 and minicnn's both drift past
+# FLOAT32's tolerance, and hypothesis drew such a group about once in a few thousand
+# examples: the float32 comparison then failed at random. E.g. group_norm of
+# x = default_rng(10).standard_normal((1, 8)) in 4 groups: the group [0.843, 0.858]
+# (std 0.0074) has an exact input gradient 3.36976, torch's float32 3.37036 (1.8e-4
+# relative), minicnn's 3.36974; or a one-element group, exact gradient 0, where torch's
+# float32 gives -1.2e-4. float32_amplification (below) estimates that magnification:
+# over 30,000 random group_norm and layer_norm inputs (eps 1e-5 and 1e-2, with and
+# without affine) no float32 comparison failed even at a quarter of FLOAT32's tolerance
+# while it stayed below 200; 27 of the 2,685 inputs above 500 failed at the tolerance
+# itself. So float32 is compared with torch only below F32_MAX_AMPLIFICATION (the
+# float64 comparison runs on every draw).
+F32_MAX_AMPLIFICATION = 100.0
+
+
+def float32_amplification(x, axes, eps):
+    """How much a normalisation over ``axes`` magnifies float32 rounding in its input
+    gradient: the largest ``rstd * (1 + max|x| * rstd)`` over its groups, where
+    ``rstd = 1 / sqrt(var + eps)`` (about 2 to 10 for a few standard-normal values)."""
+    x = np.asarray(x, dtype=np.float64)
+    rstd = 1.0 / np.sqrt(x.var(axis=axes) + eps)
+    return float(np.max(rstd * (1.0 + np.abs(x).max(axis=axes) * rstd)))
+
+
+def _both(mc_fn, torch_fn, inputs, requires_grad=None, f32=FLOAT32, amplification=0.0):
+    """Compare in float64 (tight defaults) and, when ``amplification``
+    (``float32_amplification`` of the input) is below F32_MAX_AMPLIFICATION, in float32
+    (loose)."""
     compare_with_torch(mc_fn, torch_fn, inputs, requires_grad)
-    compare_with_torch(mc_fn, torch_fn, inputs, requires_grad, **f32)
+    if amplification < F32_MAX_AMPLIFICATION:
+        compare_with_torch(mc_fn, torch_fn, inputs, requires_grad, **f32)
 
 
 shapes_nc_star = st.tuples(st.integers(1, 3), st.integers(1, 7),
@@ -209,7 +240,11 @@ def test_batch_norm_matches_torch(torch, setup):
               rng.standard_normal(c), rng.standard_normal(c)]
     mc_fn, th_fn = _bn_pair(torch, setup["training"], setup["momentum"], setup["eps"],
                             setup["affine"])
-    _both(mc_fn, th_fn, inputs, [True, False, False, setup["affine"], setup["affine"]])
+    x = inputs[0]          # training normalises each channel over (N, *spatial)
+    amplification = (float32_amplification(x, (0,) + tuple(range(2, x.ndim)), setup["eps"])
+                     if setup["training"] else 0.0)      # eval: the running statistics
+    _both(mc_fn, th_fn, inputs, [True, False, False, setup["affine"], setup["affine"]],
+          amplification=amplification)
 
 
 @pytest.mark.parametrize("shape", [(2, 3), (2, 2, 3), (2, 2, 2, 2), (1, 2, 3)])
@@ -329,7 +364,9 @@ def test_layer_norm_matches_torch(torch, shape, data, affine, eps, seed):
 
     def run(fn):
         return lambda x, w, b: fn(x, normalized, w if w_on else None, b if b_on else None, eps)
-    _both(run(F.layer_norm), run(torch.nn.functional.layer_norm), inputs, [True, w_on, b_on])
+    _both(run(F.layer_norm), run(torch.nn.functional.layer_norm), inputs, [True, w_on, b_on],
+          amplification=float32_amplification(
+              inputs[0].reshape(-1, int(np.prod(normalized))), (1,), eps))
 
 
 def test_layer_norm_gradcheck_and_int_shape():
@@ -375,7 +412,9 @@ def test_group_norm_matches_torch(torch, n, groups, per_group, spatial, affine, 
 
     def run(fn):
         return lambda x, w, b: fn(x, groups, w if affine else None, b if affine else None, eps)
-    _both(run(F.group_norm), run(torch.nn.functional.group_norm), inputs, [True, affine, affine])
+    _both(run(F.group_norm), run(torch.nn.functional.group_norm), inputs, [True, affine, affine],
+          amplification=float32_amplification(inputs[0].reshape(shape[0], groups, -1), (2,),
+                                              eps))
 
 
 @pytest.mark.parametrize("shape,groups", [((2, 4, 3), 2), ((1, 6, 2, 2), 3), ((2, 2), 1)])
