@@ -8,7 +8,17 @@
 """
 from .dataset import Dataset, TensorDataset, Subset, ConcatDataset, random_split
 from .dataloader import DataLoader, default_collate
-from . import datasets, transforms
+from . import datasets, transforms, joint_transforms
+from .joint_transforms import (JointCompose, ToTensorPair, JointNormalize, ImageOnly,
+                               JointRandomHorizontalFlip, JointRandomVerticalFlip,
+                               JointRandomCrop, JointCenterCrop, JointResize,
+                               JointRandomRotation, JointElasticTransform)
+from .elastic import ElasticTransform, elastic_transform
+from .weight_map import unet_weight_map
 
 __all__ = ["Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split",
-           "DataLoader", "default_collate", "datasets", "transforms"]
+           "DataLoader", "default_collate", "datasets", "transforms", "joint_transforms",
+           "JointCompose", "ToTensorPair", "JointNormalize", "ImageOnly",
+           "JointRandomHorizontalFlip", "JointRandomVerticalFlip", "JointRandomCrop",
+           "JointCenterCrop", "JointResize", "JointRandomRotation", "JointElasticTransform",
+           "ElasticTransform", "elastic_transform", "unet_weight_map"]
