@@ -3,8 +3,8 @@ segmentation that trains offline in minutes (``minicnn train --task segmentation
 --dataset shapes``), and for tests.
 
 Each image holds 1 to 3 shapes (square, disk, triangle, plus, ring, X, horizontal bar,
-vertical bar -- the shapes of ``SyntheticShapes``), each of a random size, position,
-small tilt and colour; a later shape may cover part of an earlier one. The mask gives
+vertical bar -- the shapes of ``SyntheticShapes``), each of a random size, position
+and colour (a tilt too, if asked); a later shape may cover part of an earlier one. The mask gives
 every pixel the class of the shape seen there, 0 for the background. Backgrounds are a
 colour gradient, often with stripes, and every pixel gets noise, so no colour belongs to
 one class: the network has to recognise outlines.
@@ -45,8 +45,9 @@ class ShapesSegmentation(Dataset):
     ``TensorDataset``.
 
     ``radius``: the shapes' half-size range in pixels (default ``(S/8, 5S/16)``, 8 to 20
-    at 64); ``max_rotation``: tilt range in degrees (kept small so a tilted plus is not an
-    X); ``noise``: standard deviation of the pixel noise (images in [0, 1]);
+    at 64); ``max_rotation``: tilt range in degrees (0: upright shapes; a tilt of 15 makes
+    small squares and disks harder to tell apart; keep it under 45, where a plus becomes
+    an X); ``noise``: standard deviation of the pixel noise (images in [0, 1]);
     ``max_covered``: the largest fraction of a shape a later one may hide.
     """
 
@@ -55,7 +56,7 @@ class ShapesSegmentation(Dataset):
     mean, std = (0.5, 0.5, 0.5), (0.26, 0.26, 0.26)
 
     def __init__(self, num_samples=1000, image_size=64, num_classes=4, channels=3, seed=0,
-                 transforms=None, min_shapes=1, max_shapes=3, radius=None, max_rotation=15.0,
+                 transforms=None, min_shapes=1, max_shapes=3, radius=None, max_rotation=0.0,
                  noise=0.04, max_covered=0.3):
         name = "ShapesSegmentation"
         _check_int(num_samples, name, "num_samples", 0)
@@ -144,8 +145,10 @@ class ShapesSegmentation(Dataset):
         """Boolean mask of one shape at a random size, tilt and position, wholly inside."""
         s = self.image_size
         r = rng.uniform(*self.radius)
-        # the rotated square's corners reach r * sqrt(2): keep the centre that far inside
-        reach = min(r * np.sqrt(2.0), (s - 1) / 2.0)
+        # a square tilted by up to m reaches r (cos m + sin m) along x and y: keep the
+        # centre that far inside
+        m = np.deg2rad(min(abs(self.max_rotation), 45.0))
+        reach = min(r * (np.cos(m) + np.sin(m)), (s - 1) / 2.0)
         cx, cy = rng.uniform(reach, s - 1 - reach, size=2)
         angle = np.deg2rad(rng.uniform(-self.max_rotation, self.max_rotation))
         cos, sin = np.cos(angle), np.sin(angle)
