@@ -743,7 +743,7 @@ def plot_curves(history, path, keys=("loss", "accuracy")):
             ax.plot(epochs, [m[f"eval_{key}"] for m in history], "s-", label="test")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(key.replace("_", " "))
+        ax.set_title({"mean_iou": "mean IoU"}.get(key, key.replace("_", " ")))
         ax.grid(alpha=0.3)
         ax.legend()
     tmp = path + ".tmp.png"

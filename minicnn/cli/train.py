@@ -105,7 +105,7 @@ def build_segmentation_datasets(name, data_dir=None, image_size=None, augment=Fa
     """``(train_set, test_set, num_classes, in_channels, image_size, ignore_index)`` for
     a segmentation data set: samples are ``(image (C, H, W) float32, mask (H, W) int64)``.
 
-    ``shapes`` is generated (offline, 1,200 training and 300 test images, seeds ``seed``
+    ``shapes`` is generated (offline, 2,000 training and 300 test images, seeds ``seed``
     and ``seed + 1``, 64x64 by default); ``voc`` and ``cityscapes`` read the files you
     have in ``data_dir`` (VOC2012's train/val, Cityscapes' fine train/val) and are cut to
     ``image_size`` squares (random crops with flips when training, centre crops for the
@@ -118,7 +118,7 @@ def build_segmentation_datasets(name, data_dir=None, image_size=None, augment=Fa
     if name == "shapes":
         size = 64 if image_size is None else int(image_size)
         flips = [J.ToTensorPair(), J.JointRandomHorizontalFlip(), J.JointRandomVerticalFlip()]
-        train = datasets.ShapesSegmentation(1200, image_size=size, seed=seed)
+        train = datasets.ShapesSegmentation(2000, image_size=size, seed=seed)
         test = datasets.ShapesSegmentation(300, image_size=size, seed=seed + 1)
         if augment:
             train.transforms = J.JointCompose(flips + [J.JointNormalize(train.mean, train.std)])
@@ -155,8 +155,10 @@ def build_segmentation_datasets(name, data_dir=None, image_size=None, augment=Fa
 
 # Builder arguments `minicnn train` passes unless --set says otherwise: U-Net with padded
 # convolutions keeps the image size, so masks and outputs line up at any size divisible
-# by 16 (the paper's valid form needs sizes such as 572; --set padding=False gives it).
-_BUILDER_DEFAULTS = {"unet": {"padding": True}}
+# by 16 (the paper's valid form needs sizes such as 572; --set padding=False gives it),
+# and 8 channels at the first level instead of the paper's 64 (486 K parameters instead
+# of 31 M: enough for the shapes, and a few minutes on a CPU; --set base_channels=64).
+_BUILDER_DEFAULTS = {"unet": {"padding": True, "base_channels": 8}}
 
 
 def build_model(name, num_classes, in_channels, image_size, **options):
@@ -245,18 +247,19 @@ def build_parser(prog="minicnn train"):
                    help="a further argument for the model's builder, e.g. --set "
                    "base_channels=16 (repeatable)")
     p.add_argument("--data-dir", help="folder with the MNIST/Fashion-MNIST/CIFAR files")
-    p.add_argument("--epochs", type=int, default=None, help="total epochs (default 20)")
-    p.add_argument("--batch-size", type=int, default=32, help="default 32")
-    p.add_argument("--optimizer", default="sgd", choices=sorted(_DEFAULT_LR),
-                   help="default sgd")
+    p.add_argument("--epochs", type=int, default=None, help="total epochs (default 20; "
+                   "segmentation 8)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 32 (segmentation 8)")
+    p.add_argument("--optimizer", default=None, choices=sorted(_DEFAULT_LR),
+                   help="default sgd (segmentation adam)")
     p.add_argument("--lr", type=float, help="learning rate (default 0.05 for sgd, 1e-3 "
-                   "for the others)")
+                   "for the others; segmentation 3e-3)")
     p.add_argument("--momentum", type=float, default=0.9, help="sgd/rmsprop momentum "
                    "(default 0.9)")
     p.add_argument("--weight-decay", type=float, default=5e-4, help="default 5e-4")
-    p.add_argument("--scheduler", default="cosine",
+    p.add_argument("--scheduler", default=None,
                    choices=["cosine", "step", "onecycle", "linear", "none"],
-                   help="learning-rate schedule (default cosine)")
+                   help="learning-rate schedule (default cosine; segmentation onecycle)")
     p.add_argument("--device", default=None, help="cpu (default) or cuda")
     p.add_argument("--seed", type=int, default=0, help="seeds everything (default 0)")
     p.add_argument("--out", help="run folder (default runs/<date-time>-<model>-<dataset>)")
@@ -333,12 +336,13 @@ def _resolve_options(args):
             args.model = _DEFAULT_MODEL[args.task]
         if args.dataset is None:
             args.dataset = _DEFAULT_DATASET[args.task]
-        if args.epochs is None:
-            args.epochs = 20
+        for key, value in _TASK_DEFAULTS[args.task].items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
         if args.device is None:
             args.device = "cpu"
         if args.lr is None:
-            args.lr = _DEFAULT_LR[args.optimizer]
+            args.lr = _DEFAULT_LR[args.optimizer] if args.task == "classification" else 3e-3
         if args.out is None:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             args.out = _unique(os.path.join("runs", f"{stamp}-{args.model}-{args.dataset}"))
@@ -348,6 +352,14 @@ def _resolve_options(args):
 
 
 _DEFAULT_MODEL = {"classification": "lenet5", "segmentation": "unet"}
+# What a run of each task uses unless told otherwise. Segmentation: U-Net on the shapes
+# reaches a mean IoU above 0.9 in 8 epochs with Adam at 3e-3 on a one-cycle schedule.
+_TASK_DEFAULTS = {
+    "classification": {"epochs": 20, "batch_size": 32, "optimizer": "sgd",
+                       "scheduler": "cosine"},
+    "segmentation": {"epochs": 8, "batch_size": 8, "optimizer": "adam",
+                     "scheduler": "onecycle"},
+}
 _DEFAULT_DATASET = {"classification": "digits", "segmentation": "shapes"}
 
 

@@ -196,3 +196,42 @@ def test_a_diverging_run_exits_non_zero_with_the_reason(tmp_path, capsys):
     assert "diverged" in err and "lr 1e+06" in err and "Traceback" not in err
     for line in (out / "metrics.jsonl").read_text().splitlines():
         json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in metrics"))
+
+
+SEGMENT = ["--task", "segmentation", "--model", "unet", "--set", "base_channels=4",
+           "--image-size", "32", "--subset", "32", "--batch-size", "16", "--quiet",
+           "--workers", "0"]
+
+
+def test_segmentation_runs_end_to_end_and_resumes(tmp_path, capsys):
+    out = tmp_path / "seg"
+    assert train_command.cli_main(SEGMENT + ["--epochs", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "test mean IoU:" in printed and "after 2 epochs" in printed
+    assert {"checkpoint.npz", "config.json", "curves.png", "metrics.jsonl",
+            "predictions"} <= set(os.listdir(out))
+    assert sorted(os.listdir(out / "predictions")) == ["epoch-001.png", "epoch-002.png"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["task"] == "segmentation" and config["set"] == ["base_channels=4"]
+    metrics = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0 <= metrics["eval_mean_iou"] <= 1
+    state = minicnn.load(out / "checkpoint.npz")
+    convs = [v.shape for k, v in state["model"].items() if len(v.shape) == 4]
+    assert min(shape[0] for shape in convs) == 4 or min(shape[1] for shape in convs) == 4
+    assert train_command.cli_main(["--resume", str(out), "--quiet"]) == 0
+    assert "nothing left to do" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--task", "segmentation", "--model", "lenet5"], "lenet5 is a classification model"),
+    (["--task", "segmentation", "--dataset", "digits"], "not a segmentation data set"),
+    (["--model", "unet"], "unet is a segmentation model"),
+    (["--task", "segmentation", "--mixup", "0.2"], "does not apply"),
+    (["--task", "segmentation", "--set", "oops"], "--set expects KEY=VALUE"),
+    (["--task", "segmentation", "--dataset", "voc"], "pass --data-dir"),
+])
+def test_segmentation_options_that_do_not_fit_are_refused(tmp_path, capsys, options,
+                                                          message):
+    assert train_command.cli_main(options + ["--quiet", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
