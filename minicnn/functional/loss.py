@@ -34,8 +34,9 @@ __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss",
 # ------------------------------------------------------------------- class losses
 
 def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0):
-    """Softmax cross-entropy of logits ``input`` (``torch.nn.functional.cross_entropy``).
+                  label_smoothing=0.0, pixel_weight=None):
+    """Softmax cross-entropy of logits ``input`` (``torch.nn.functional.cross_entropy``),
+    with an optional per-pixel weight map (U-Net's weighted loss; torch has none).
 
     With p = softmax(x) over the class dimension (dim 1), ε = ``label_smoothing``, w the
     class weights (ones if None) and C the number of classes:
@@ -53,6 +54,16 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
         (N · d1 · d2 ...), weights or not, as torch does.
         dL/dx_i = s_i · (p_i Σ_c w_c q'_ic - w ⊙ q'_i),   dL/dq_i = -s_i (1 - ε) w ⊙ log p_i.
 
+    Pixel weights m (``pixel_weight``: one non-negative number per sample or pixel, the
+    target's shape (N, d1, d2, ...), e.g. U-Net's w(x) as (N, H, W); a constant, like w):
+        each loss_i above is multiplied by m_i, and so is its gradient s_i.
+        'mean' divides Σ m_i loss_i by Σ m_i w[t_i] over the samples not ignored (Σ m_i for
+        probability targets); 'sum' is Σ m_i loss_i; 'none' the map m_i loss_i. With
+        m = 1 everywhere this is the unweighted loss. U-Net's energy (Ronneberger et al.
+        2015, eq. 1) is the 'sum' form; the 'mean' form keeps the loss's scale as the
+        weights change. In torch: ``(cross_entropy(x, t, reduction="none") * m)`` reduced
+        the same way.
+
     log p is computed as x - max - log Σ exp(x - max), so logits of ±1000 are fine.
     """
     x = float_input("cross_entropy", input)
@@ -63,25 +74,27 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
                          f"{label_smoothing}")
     classes = _num_classes("cross_entropy", x)
     w = _class_weight("cross_entropy", weight, classes, x)
+    m = _pixel_weight("cross_entropy", pixel_weight, x)
     if t.dtype.kind == "f":
         if t.shape != x.shape:
             raise ValueError(f"cross_entropy: a floating-point target holds class "
                              f"probabilities and must have the input's shape {x.shape}, got "
                              f"{t.shape} (class indices must be an integer tensor)")
         t = t.to(dtype=x.dtype)
-        fn = CrossEntropyProbs(w, reduction, float(label_smoothing))
+        fn = CrossEntropyProbs(w, reduction, float(label_smoothing), m)
         return _as_batch(fn, x, t, reduction)
     t = _class_target("cross_entropy", x, t, classes, ignore_index)
-    fn = CrossEntropy(w, int(ignore_index), reduction, float(label_smoothing))
+    fn = CrossEntropy(w, int(ignore_index), reduction, float(label_smoothing), m)
     return _as_batch(fn, x, t, reduction)
 
 
 class CrossEntropy(Function):
     """Fused log-softmax + negative log-likelihood for class-index targets."""
 
-    def __init__(self, weight, ignore_index, reduction, label_smoothing):
+    def __init__(self, weight, ignore_index, reduction, label_smoothing, pixel_weight=None):
         self.weight, self.ignore_index = weight, ignore_index
         self.reduction, self.eps = reduction, label_smoothing
+        self.pixel_weight = pixel_weight          # (N, d1, ...) or None
 
     def forward(self, x, target):
         xp = backend.get_array_module(x)
@@ -97,10 +110,14 @@ class CrossEntropy(Function):
             per_class = logp if self.weight is None else logp * self.weight[None, :, None]
             smooth = xp.where(valid, -per_class.sum(axis=1), 0)                     # (N, S)
             loss = (1 - self.eps) * loss + (self.eps / c) * smooth
+        m = None if self.pixel_weight is None else self.pixel_weight.reshape(n, s)   # (N, S)
+        if m is not None:
+            loss = loss * m
         loss = loss.astype(x.dtype, copy=False)
-        count = w_t.sum()                 # Σ w[t_i] over the samples not ignored
+        # Σ w[t_i] (times m_i) over the samples not ignored
+        count = w_t.sum() if m is None else (w_t * m).sum()
         if self.needs_input_grad[0]:
-            self.probs = probs
+            self.probs, self.m = probs, m
             self.valid, self.t_safe, self.w_t, self.count = valid, t_safe, w_t, count
             self.out_shape = target.shape
         return _reduce(xp, loss.reshape(target.shape), self.reduction, count)
@@ -112,6 +129,8 @@ class CrossEntropy(Function):
         scale = _per_element(xp, g, self.reduction, self.count).reshape(-1)
         scale = xp.broadcast_to(scale, (n * s,)).reshape(n, s)
         scale = xp.where(self.valid, scale, 0)                      # ignored samples: 0
+        if self.m is not None:
+            scale = scale * self.m          # loss_i · m_i: its gradient is scaled likewise
         eps, w_t = self.eps, self.w_t
         class_total = c if self.weight is None else self.weight.sum()   # Σ_c w_c
         a = (1 - eps) * w_t + (eps / c) * class_total * self.valid     # (N, S)
@@ -128,8 +147,9 @@ class CrossEntropy(Function):
 class CrossEntropyProbs(Function):
     """Cross-entropy against class probabilities (soft labels)."""
 
-    def __init__(self, weight, reduction, label_smoothing):
+    def __init__(self, weight, reduction, label_smoothing, pixel_weight=None):
         self.weight, self.reduction, self.eps = weight, reduction, label_smoothing
+        self.pixel_weight = pixel_weight          # (N, d1, ...) or None
 
     def forward(self, x, q):
         xp = backend.get_array_module(x)
@@ -143,6 +163,10 @@ class CrossEntropyProbs(Function):
         wq = q if self.weight is None else q * self.weight[None, :, None]   # w ⊙ q'
         loss = -(logp * wq).sum(axis=1)                             # (N, S)
         count = loss.size                 # samples, not weights: torch's rule here
+        self.m = None if self.pixel_weight is None else self.pixel_weight.reshape(n, 1, s)
+        if self.m is not None:
+            loss = loss * self.m[:, 0, :]
+            count = self.m.sum()          # Σ m_i: the weighted mean of the samples
         if self.needs_input_grad[0]:
             self.probs, self.wq = probs, wq
         if self.needs_input_grad[1]:
@@ -157,7 +181,9 @@ class CrossEntropyProbs(Function):
         n = self.shape[0]
         scale = _per_element(xp, g, self.reduction, self.count)
         s = math.prod(self.shape[2:])
-        scale = xp.broadcast_to(scale.reshape(-1), (self.count,)).reshape(n, 1, s)   # (N, 1, S)
+        scale = xp.broadcast_to(scale.reshape(-1), (n * s,)).reshape(n, 1, s)   # (N, 1, S)
+        if self.m is not None:
+            scale = scale * self.m
         gx = gq = None
         if self.needs_input_grad[0]:
             gx = scale * (self.probs * self.wq.sum(axis=1, keepdims=True) - self.wq)
@@ -508,6 +534,34 @@ def _class_weight(op, weight, classes, x):
         raise ValueError(f"{op}: weight must have shape (C,) = ({classes},), one per class, "
                          f"got {tuple(w.shape)}")
     return _on_device_of(w.array, x).astype(x.dtype, copy=False)
+
+
+def _pixel_weight(op, pixel_weight, x):
+    """The per-pixel weights as a constant raw array of the target's shape (N, d1, ...)
+    in x's dtype (or None); every weight must be finite and >= 0."""
+    if pixel_weight is None:
+        return None
+    if isinstance(pixel_weight, Tensor) and pixel_weight.requires_grad and is_grad_enabled():
+        raise RuntimeError(f"{op}: pixel_weight cannot require grad: it is a constant weight "
+                           f"map; pass pixel_weight.detach()")
+    m = as_tensor(pixel_weight, like=x)
+    expected = (x.shape[0],) + tuple(x.shape[2:]) if x.ndim >= 2 else ()
+    if tuple(m.shape) != expected:
+        raise ValueError(f"{op}: pixel_weight must have the target's shape {expected} (the "
+                         f"input's shape {tuple(x.shape)} without the class dimension), got "
+                         f"{tuple(m.shape)}")
+    if m.dtype.kind not in "fiub":
+        raise TypeError(f"{op}: pixel_weight must be a real-valued array, got dtype "
+                        f"{m.dtype}")
+    arr = _on_device_of(m.array, x).astype(x.dtype, copy=False)
+    xp = backend.get_array_module(arr)
+    bad = ~(xp.isfinite(arr) & (arr >= 0))
+    # NOTE: one wait for the device per call, as for the target check below
+    if bool(bad.any()):
+        value = arr[bad].reshape(-1)[0].item()
+        raise ValueError(f"{op}: pixel_weight must be finite and non-negative everywhere, "
+                         f"found {value}")
+    return arr
 
 
 def _class_target(op, x, t, classes, ignore_index):

@@ -54,6 +54,26 @@ register("cross_entropy", "logits of +-1000, sum",
                     r.integers(0, 3, 4)],
          lambda x, t: F.cross_entropy(x, t, reduction="sum"),
          lambda x, t: _tf().cross_entropy(x, t, reduction="sum"))
+# U-Net's weighted loss: a constant (N, H, W) weight map (torch has no pixel_weight: its
+# twin weights torch's per-pixel losses and divides by the weight of the kept pixels)
+_PW = 0.1 + 3 * np.random.default_rng(9).random((2, 3, 3))
+
+
+def _torch_pixel_weighted(x, t):
+    import torch
+    m = torch.tensor(_PW, dtype=x.dtype) * (t != -100)
+    return (_tf().cross_entropy(x, t, reduction="none") * m).sum() / m.sum()
+
+
+register("cross_entropy", "(2,4,3,3) pixel_weight ignore_index mean",
+         _classes((2, 4, 3, 3), 4, ignore=(5,)),
+         lambda x, t: F.cross_entropy(x, t, pixel_weight=tensor(_PW)), _torch_pixel_weighted)
+register("cross_entropy", "(2,4,3,3) pixel_weight weight label_smoothing=0.1 none",
+         _classes((2, 4, 3, 3), 4),
+         lambda x, t: F.cross_entropy(x, t, tensor(_W4), label_smoothing=0.1, reduction="none",
+                                      pixel_weight=tensor(_PW)),
+         lambda x, t: _tf().cross_entropy(x, t, _tw(_W4, x), label_smoothing=0.1,
+                                          reduction="none") * _tw(_PW, x))
 register("nll_loss", "(4,5) weight ignore_index", _classes((4, 5), 5, ignore=(0,)),
          lambda x, t: F.nll_loss(x, t, tensor(_W5)),
          lambda x, t: _tf().nll_loss(x, t, _tw(_W5, x)))
