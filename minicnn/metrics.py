@@ -1,10 +1,13 @@
 """Evaluation metrics: accuracy, top-k accuracy, confusion matrix, per-class precision and
-recall, box IoU, non-maximum suppression, segmentation mIoU, ROC curve and AUC.
+recall, box IoU, non-maximum suppression, segmentation mIoU, ROC curve and AUC, and the
+streaming segmentation scores of a whole data set (:class:`SegmentationMetric`).
 
 Metrics are not differentiated, so they work on plain arrays: each accepts minicnn Tensors
 or NumPy/CuPy arrays and returns Python numbers or host NumPy arrays.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -12,7 +15,7 @@ from .autograd import Tensor
 from . import backend
 
 __all__ = ["accuracy", "topk_accuracy", "confusion_matrix", "precision_recall",
-           "box_iou", "nms", "mean_iou", "roc_curve", "roc_auc"]
+           "box_iou", "nms", "mean_iou", "SegmentationMetric", "roc_curve", "roc_auc"]
 
 
 def _host(value, name, op):
@@ -127,6 +130,153 @@ def mean_iou(pred, target, num_classes, ignore_index=None):
         iou = np.where(denom > 0, tp / denom, np.nan)
     present = ~np.isnan(iou)
     return (float(iou[present].mean()) if present.any() else 0.0), iou
+
+
+class SegmentationMetric:
+    """The FCN paper's four scores of semantic segmentation, accumulated over a data set.
+
+    Each :meth:`update` adds one batch to a C×C confusion matrix, ``confusion[i, j]`` =
+    the number of pixels of true class i predicted as class j (rows: truth, as
+    ``confusion_matrix`` and torchvision's ``references/segmentation/utils.ConfusionMatrix``);
+    predictions are never kept, so a whole Cityscapes val set (500 × 2048 × 1024 pixels)
+    costs C² counters. The matrix stays on the device of the first batch (NumPy or
+    CuPy); :meth:`compute` brings it to the host once.
+
+    With n_ij = ``confusion[i, j]``, t_i = Σ_j n_ij the pixels of class i and
+    (Long, Shelhamer & Darrell 2015, section 5):
+
+    * ``pixel_accuracy``  Σ_i n_ii / Σ_i t_i
+    * ``accuracy``        per class n_ii / t_i (recall); NaN for a class with t_i = 0
+    * ``mean_accuracy``   the mean of ``accuracy`` over the classes present in the targets
+    * ``iou``             per class n_ii / (t_i + Σ_j n_ji - n_ii) = TP / (TP + FP + FN),
+                          which is also VOC's segmentation accuracy n / (n + e); NaN for a
+                          class in neither the targets nor the predictions (0 / 0)
+    * ``mean_iou``        the mean of ``iou`` over the classes that appear in the targets
+                          or the predictions (the NaNs left out)
+    * ``frequency_weighted_iou``  Σ_i t_i · iou_i / Σ_i t_i (classes present in targets)
+
+    Conventions. Per class these are torchvision's numbers (``acc`` and ``iu`` of its
+    ``ConfusionMatrix.compute``) and sklearn's ``recall_score`` / ``jaccard_score``
+    (``average=None``) wherever a class appears. They differ only for an absent class:
+    torchvision gives NaN and its mean IoU ``iu.mean()`` then becomes NaN, sklearn gives 0
+    (with a warning) and its macro average counts it; here the class is NaN and left out
+    of the means, the usual reading of "mean over the classes". With every class present
+    (VOC's val set) all three agree. Before any pixel is counted every score is NaN.
+
+    Pixels whose target is ``ignore_index`` (255: VOC's object borders, Cityscapes' void)
+    are skipped. Any other target outside [0, num_classes) is an error, not silently
+    dropped as torchvision's reference does, and so is a predicted class outside it.
+
+    Example::
+
+        metric = SegmentationMetric(21)
+        for images, masks in loader:
+            metric.update(model(images), masks)      # logits (N, 21, H, W), masks (N, H, W)
+        metric.compute()["mean_iou"]
+    """
+
+    def __init__(self, num_classes, ignore_index=255):
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
+                or num_classes < 1:
+            raise ValueError(f"SegmentationMetric: num_classes must be a positive integer, "
+                             f"got {num_classes!r}")
+        if ignore_index is not None and (isinstance(ignore_index, bool) or
+                                         not isinstance(ignore_index, (int, np.integer))):
+            raise TypeError(f"SegmentationMetric: ignore_index must be an integer or None, "
+                            f"got {ignore_index!r}")
+        self.num_classes = int(num_classes)
+        self.ignore_index = None if ignore_index is None else int(ignore_index)
+        self.reset()
+
+    def reset(self):
+        """Forget every pixel seen (the matrix returns to zeros on the host)."""
+        self.confusion = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
+
+    def update(self, pred, target):
+        """Add a batch: ``pred`` class indices (N, H, W) or scores (N, C, H, W) (the class
+        is their argmax over C), ``target`` class indices (N, H, W); Tensors or arrays.
+        Any matching shapes work, e.g. (H, W) or (N,), scores having C at axis 1."""
+        op, c = "SegmentationMetric.update", self.num_classes
+        pred, target = _on_device(pred, "pred", op), _on_device(target, "target", op)
+        if backend._is_cupy_array(pred) != backend._is_cupy_array(target):
+            # one of them on the GPU: count there (moving the other, never the reverse)
+            dev = backend.device_of(pred if backend._is_cupy_array(pred) else target)
+            pred, target = backend.to_device(pred, dev), backend.to_device(target, dev)
+        xp = backend.get_array_module(pred, target)
+        if target.dtype.kind not in "iu":
+            raise TypeError(f"{op}: target must hold integer class indices, got dtype "
+                            f"{target.dtype}")
+        if pred.dtype.kind == "f":
+            if pred.ndim != target.ndim + 1 or pred.shape[1] != c or \
+                    pred.shape[:1] + pred.shape[2:] != target.shape:
+                raise ValueError(f"{op}: scores must have shape (N, {c}, ...) matching the "
+                                 f"target {tuple(target.shape)}, i.e. "
+                                 f"{target.shape[:1] + (c,) + target.shape[1:]}, got "
+                                 f"{tuple(pred.shape)}")
+            pred = pred.argmax(axis=1)
+        elif pred.dtype.kind not in "iu":
+            raise TypeError(f"{op}: pred must be integer class indices or float scores, got "
+                            f"dtype {pred.dtype}")
+        elif pred.shape != target.shape:
+            raise ValueError(f"{op}: pred {tuple(pred.shape)} and target "
+                             f"{tuple(target.shape)} must have the same shape (or pred be "
+                             f"scores (N, {c}, ...))")
+        pred = pred.reshape(-1).astype(np.int64, copy=False)
+        target = target.reshape(-1).astype(np.int64, copy=False)
+        if self.ignore_index is not None:
+            kept = target != self.ignore_index
+            pred, target = pred[kept], target[kept]
+        if target.size == 0:
+            return
+        # NOTE: on a GPU each check waits for the device once: the price of an error that
+        # names the value (a wrong class id would otherwise corrupt the matrix silently)
+        for name, labels in (("target", target), ("pred", pred)):
+            bad = (labels < 0) | (labels >= c)
+            if bool(bad.any()):
+                value = int(labels[bad][0].item())
+                also = "" if self.ignore_index is None or name == "pred" else \
+                    f" or ignore_index={self.ignore_index}"
+                raise ValueError(f"{op}: {name} holds class {value}, outside [0, {c}) for "
+                                 f"num_classes={c}{also}")
+        counts = xp.bincount(target * c + pred, minlength=c * c).reshape(c, c)
+        if backend.get_array_module(self.confusion) is not xp:
+            self.confusion = backend.to_device(self.confusion, backend.device_of(counts))
+        self.confusion = self.confusion + counts
+
+    def compute(self):
+        """The scores so far: a dict of ``pixel_accuracy``, ``mean_accuracy``,
+        ``mean_iou``, ``frequency_weighted_iou`` (floats) and the per-class lists
+        ``accuracy`` and ``iou`` (NaN for absent classes, see the class docstring)."""
+        m = backend.to_device(self.confusion, "cpu").astype(np.float64)
+        tp, truth, predicted = np.diag(m), m.sum(axis=1), m.sum(axis=0)
+        union = truth + predicted - tp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            accuracy = np.where(truth > 0, tp / truth, np.nan)
+            iou = np.where(union > 0, tp / union, np.nan)
+        total = truth.sum()
+        present = truth > 0
+        return {
+            "pixel_accuracy": float(tp.sum() / total) if total else math.nan,
+            "mean_accuracy": float(accuracy[present].mean()) if present.any() else math.nan,
+            "mean_iou": float(iou[union > 0].mean()) if (union > 0).any() else math.nan,
+            "frequency_weighted_iou": (float((truth[present] * iou[present]).sum() / total)
+                                       if total else math.nan),
+            "accuracy": accuracy.tolist(),
+            "iou": iou.tolist(),
+        }
+
+    def __repr__(self):
+        return (f"SegmentationMetric(num_classes={self.num_classes}, "
+                f"ignore_index={self.ignore_index}, pixels={int(self.confusion.sum())})")
+
+
+def _on_device(value, name, op):
+    """A batch as a NumPy or CuPy array, left where it is."""
+    if isinstance(value, Tensor):
+        return value.array
+    if value is None:
+        raise ValueError(f"{op}: {name} is required")
+    return value if backend._is_cupy_array(value) else np.asarray(value)
 
 
 def roc_curve(scores, labels):
