@@ -240,3 +240,29 @@ def test_image_folder(tmp_path):
         datasets.ImageFolder(tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         datasets.ImageFolder(tmp_path / "nowhere")
+
+
+def test_image_folder_scales_16_bit_grey_by_its_depth(tmp_path):
+    from PIL import Image
+    (tmp_path / "a").mkdir()
+    depth16 = (np.arange(64).reshape(8, 8) * 1000).astype(np.uint16)    # 0 .. 63,000
+    Image.fromarray(depth16).save(tmp_path / "a" / "deep.png")
+    ds = datasets.ImageFolder(tmp_path, transform=transforms.ToTensor())
+    image, _ = ds[0]
+    assert image.shape == (3, 8, 8)
+    # not clipped to white: the 16-bit values scaled by 255/65535, as 8-bit intensities
+    expected = np.rint(depth16 * (255 / 65535)) / 255
+    np.testing.assert_allclose(np.asarray(image)[0], expected, atol=1e-6)
+    assert 0.9 < np.asarray(image).max() < 1 and np.asarray(image).min() == 0
+
+
+def test_image_folder_names_a_truncated_file(tmp_path):
+    from PIL import Image
+    (tmp_path / "a").mkdir()
+    path = tmp_path / "a" / "cut.png"
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    Image.fromarray(noise).save(path)
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    ds = datasets.ImageFolder(tmp_path)
+    with pytest.raises(ValueError, match=r"cut\.png.*truncated"):
+        ds[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from ..dataset import Dataset
+from ._imagefiles import _open
 
 __all__ = ["ImageFolder", "IMG_EXTENSIONS", "pil_loader"]
 
@@ -16,15 +17,22 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 
 
 def pil_loader(path):
-    """Open an image file as an RGB PIL image (read fully, so the file is closed)."""
-    try:
+    """Open an image file as an RGB PIL image (read fully, so the file is closed).
+
+    A corrupt or truncated file raises an error naming it. A 16-bit greyscale image
+    (PNG ``I;16``) is scaled to 8 bits by its depth (x 255/65535) first: Pillow's own
+    conversion clips every value above 255, which turns most such images white.
+    """
+    img = _open(path, "ImageFolder")          # a clear ImportError without Pillow
+    if img.mode.startswith("I;16") or img.mode == "I":
+        import numpy as np
         from PIL import Image
-    except ImportError:
-        raise ImportError("ImageFolder needs Pillow: pip install pillow "
-                          "(or pip install minicnn[train])") from None
-    with open(path, "rb") as f:
-        img = Image.open(f)
-        return img.convert("RGB")
+        values = np.asarray(img, dtype=np.float64)
+        if img.mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(f"ImageFolder: {path}: 32-bit integer pixels outside 0..65535 "
+                             "(mode I); convert the image to 8 or 16 bits")
+        img = Image.fromarray(np.rint(values * (255.0 / 65535.0)).astype(np.uint8), mode="L")
+    return img.convert("RGB")
 
 
 class ImageFolder(Dataset):
