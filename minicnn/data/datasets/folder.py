@@ -31,7 +31,7 @@ def pil_loader(path):
         if img.mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
             raise ValueError(f"ImageFolder: {path}: 32-bit integer pixels outside 0..65535 "
                              "(mode I); convert the image to 8 or 16 bits")
-        img = Image.fromarray(np.rint(values * (255.0 / 65535.0)).astype(np.uint8), mode="L")
+        img = Image.fromarray(np.rint(values * (255.0 / 65535.0)).astype(np.uint8))   # "L"
     return img.convert("RGB")
 
 
