@@ -39,7 +39,7 @@ def cli_main(argv=None, prog="minicnn summary"):
     parser = argparse.ArgumentParser(
         prog=prog, description="Layer table of a model from minicnn.models: output "
         "shapes, parameters, multiply-adds (conv/linear) and activation memory, from one "
-        "forward pass.")
+        "forward pass; with --rf also each layer's receptive field.")
     parser.add_argument("model", nargs="?", help="builder name, e.g. resnet50 (see --list)")
     parser.add_argument("--input-size", nargs="+", type=int, metavar="N",
                         help="input shape without the batch, e.g. 3 224 224 "
@@ -52,6 +52,8 @@ def cli_main(argv=None, prog="minicnn summary"):
                         help="run in training mode (e.g. to see auxiliary heads)")
     parser.add_argument("--shapes-only", action="store_true",
                         help="skip conv/linear arithmetic (same counts, much faster)")
+    parser.add_argument("--rf", action="store_true",
+                        help="add the receptive field of each row (in input pixels)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra builder argument, e.g. --set aux_logits=False")
@@ -82,7 +84,7 @@ def cli_main(argv=None, prog="minicnn summary"):
             input_size = _usual_input(args.model, model)
         summary(model, input_size, batch_size=args.batch_size, dtype=getattr(np, args.dtype),
                 depth=args.depth, mode="train" if args.train else "eval",
-                shapes_only=args.shapes_only, verbose=True)
+                shapes_only=args.shapes_only, rf=args.rf, verbose=True)
     except (ValueError, TypeError, RuntimeError) as exc:
         shown = f" with input {list(input_size)}" if input_size else ""
         print(f"{prog}: {args.model}{shown}: {exc}", file=sys.stderr)

@@ -26,6 +26,9 @@ What is counted:
   backward; results of functional calls in ``forward`` (``F.relu``, ``torch.cat``,
   ``out += identity``) are not seen by hooks and not included.
 
+``rf=True`` adds an RF column: the receptive field of each row's output, in input pixels
+(see ``minicnn/utils/receptive_field.py``; it costs a second, shapes-only pass).
+
 ``shapes_only=True`` skips the arithmetic of Conv2d and Linear (the expensive part):
 their outputs are zero arrays of the shape given by the documented output-size
 formula, and everything else runs for real. The counts are unchanged (they only depend
@@ -35,19 +38,22 @@ family. It makes a summary of ResNet-152 at 224x224 take a moment instead of sec
 from __future__ import annotations
 
 import collections
+import contextlib
 
 import numpy as np
 
 from .. import backend
 from ..autograd import Tensor, no_grad
+from .receptive_field import format_pair, receptive_field
 
 __all__ = ["summary", "ModelSummary", "SummaryRow", "count_parameters"]
 
 SummaryRow = collections.namedtuple(
     "SummaryRow", ["name", "type", "depth", "output_shape", "params", "macs",
-                   "activation_bytes", "is_leaf"])
+                   "activation_bytes", "is_leaf", "rf"], defaults=(None,))
 SummaryRow.__doc__ = """One call of one module. ``output_shape`` is a tuple (or a list of
-tuples for several outputs); ``params`` is None on repeated calls of a module."""
+tuples for several outputs); ``params`` is None on repeated calls of a module; ``rf`` is
+the (h, w) receptive-field size of the output with ``summary(..., rf=True)``, else None."""
 
 
 def count_parameters(model, trainable_only=False):
@@ -57,7 +63,7 @@ def count_parameters(model, trainable_only=False):
 
 
 def summary(model, input_size=None, *, input_data=None, batch_size=1, dtype=None,
-            depth=3, mode="eval", shapes_only=False, verbose=True):
+            depth=3, mode="eval", shapes_only=False, rf=False, verbose=True):
     """Run ``model`` once and return a :class:`ModelSummary` (printed when ``verbose``).
 
     ``input_size``: one input's shape without the batch dimension, e.g. ``(3, 224, 224)``
@@ -65,7 +71,7 @@ def summary(model, input_size=None, *, input_data=None, batch_size=1, dtype=None
     ``depth``: rows nested deeper than this are folded into their parent (whose counts
     include them). ``mode``: ``"eval"`` (default) or ``"train"``; the model's mode, its
     BN running statistics and the random state are restored afterwards.
-    ``shapes_only``: see the module docstring.
+    ``shapes_only``, ``rf``: see the module docstring.
     """
     from .. import nn     # imported here: minicnn/__init__ imports this module early
 
@@ -100,29 +106,18 @@ def summary(model, input_size=None, *, input_data=None, batch_size=1, dtype=None
             for i in stack + [index]:   # this call and every call that encloses it
                 rows[i][5] += macs
 
-    saved_mode = [(m, m.training) for m in model.modules()]
-    saved_rng = backend.get_rng_state()          # dropout draws in training mode
-    saved_buffers = [(b, b.array.copy()) for b in model.buffers()]
-    handles, patched = [], []
-    try:
-        for m in model.modules():
-            handles.append(m.register_forward_pre_hook(pre_hook))
-            handles.append(m.register_forward_hook(hook))
-        if shapes_only:
-            patched = _patch_shapes_only(nn, model)
-        model.train(mode == "train")
-        with no_grad():
-            model(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
-        for m in patched:
-            del m.__dict__["forward"]
-        for m, training in saved_mode:
-            object.__setattr__(m, "training", training)
-        for b, array in saved_buffers:
-            b.array[...] = array
-        backend.set_rng_state(saved_rng)
+    handles = []
+    with _kept_state(model, mode), \
+            _patched_shapes_only(nn, model) if shapes_only else contextlib.nullcontext():
+        try:
+            for m in model.modules():
+                handles.append(m.register_forward_pre_hook(pre_hook))
+                handles.append(m.register_forward_hook(hook))
+            with no_grad():
+                model(*inputs)
+        finally:
+            for h in handles:
+                h.remove()
 
     # modules with parameters that did not run, named at the highest such level
     unused = []
@@ -132,8 +127,16 @@ def summary(model, input_size=None, *, input_data=None, batch_size=1, dtype=None
                 and any(True for _ in m.parameters())):
             unused.append(name)
     total_macs = rows[0][5] if rows else 0           # the root's call encloses all
-    table_rows = [SummaryRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7])
-                  for r in rows[1:] if r[2] <= depth]
+    fields = None
+    if rf:
+        fields = receptive_field(model, input_data=inputs, mode=mode)
+        # the same calls in the same order: one row each, the root left out in both
+        if [f.name for f in fields.rows] != [r[0] for r in rows[1:]]:
+            raise RuntimeError("summary: the receptive-field pass called other modules "
+                               "than the summary's (does the forward depend on values?)")
+    table_rows = [SummaryRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7],
+                             fields.rows[i].size if fields else None)
+                  for i, r in enumerate(rows[1:]) if r[2] <= depth]
     result = ModelSummary(
         rows=table_rows, input_shapes=[tuple(x.shape) for x in inputs],
         total_params=count_parameters(model),
@@ -143,7 +146,7 @@ def summary(model, input_size=None, *, input_data=None, batch_size=1, dtype=None
         input_bytes=sum(x.numel() * x.dtype.itemsize for x in inputs),
         param_bytes=sum(p.numel() * p.dtype.itemsize for p in model.parameters()),
         unused=unused, model_name=type(model).__name__,
-        shapes_only=shapes_only)
+        shapes_only=shapes_only, receptive_field=fields)
     if verbose:
         print(result)
     return result
@@ -151,11 +154,13 @@ def summary(model, input_size=None, *, input_data=None, batch_size=1, dtype=None
 
 class ModelSummary:
     """The result of :func:`summary`: ``rows`` (:data:`SummaryRow`), the totals as
-    attributes, and the table as ``str(summary)``."""
+    attributes, and the table as ``str(summary)``; with ``rf=True`` also
+    ``receptive_field``, the full :class:`~minicnn.utils.receptive_field.ReceptiveField`
+    (jumps and starts too)."""
 
     def __init__(self, rows, input_shapes, total_params, trainable_params, total_macs,
                  activation_bytes, input_bytes, param_bytes, unused, model_name,
-                 shapes_only):
+                 shapes_only, receptive_field=None):
         self.rows = rows
         self.input_shapes = input_shapes
         self.total_params = total_params
@@ -167,17 +172,22 @@ class ModelSummary:
         self.unused = unused
         self.model_name = model_name
         self.shapes_only = shapes_only
+        self.receptive_field = receptive_field
 
     def __str__(self):
         header = ("Layer", "Type", "Output shape", "Params", "Mult-adds", "Activations")
+        with_rf = self.receptive_field is not None
+        if with_rf:
+            header += ("RF",)
         body = []
         for r in self.rows:
             body.append(("  " * (r.depth - 1) + r.name, r.type, _format_shape(r.output_shape),
                          "-" if r.params is None else f"{r.params:,}",
                          f"{r.macs:,}" if r.macs else "-",
-                         _format_bytes(r.activation_bytes)))
-        widths = [max(len(str(row[i])) for row in [header] + body) for i in range(6)]
-        right = (False, False, False, True, True, True)
+                         _format_bytes(r.activation_bytes))
+                        + ((format_pair(r.rf),) if with_rf else ()))
+        widths = [max(len(str(row[i])) for row in [header] + body) for i in range(len(header))]
+        right = (False, False, False, True, True, True, True)
 
         def line(cells):
             return "  ".join(str(c).rjust(w) if r else str(c).ljust(w)
@@ -217,9 +227,9 @@ def _depth(name):
     return 0 if not name else name.count(".") + 1
 
 
-def _make_inputs(model, input_size, input_data, batch_size, dtype):
+def _make_inputs(model, input_size, input_data, batch_size, dtype, op="summary"):
     if (input_size is None) == (input_data is None):
-        raise ValueError("summary: give exactly one of input_size (e.g. (3, 224, 224)) "
+        raise ValueError(f"{op}: give exactly one of input_size (e.g. (3, 224, 224)) "
                          "and input_data")
     if input_data is not None:
         data = input_data if isinstance(input_data, (tuple, list)) else (input_data,)
@@ -227,10 +237,10 @@ def _make_inputs(model, input_size, input_data, batch_size, dtype):
     try:
         shape = (int(batch_size),) + tuple(int(s) for s in input_size)
     except (TypeError, ValueError):
-        raise TypeError(f"summary: input_size must be a tuple of integers without the "
+        raise TypeError(f"{op}: input_size must be a tuple of integers without the "
                         f"batch dimension, e.g. (3, 224, 224); got {input_size!r}") from None
     if any(s <= 0 for s in shape):
-        raise ValueError(f"summary: input size must be positive, got {shape}")
+        raise ValueError(f"{op}: input size must be positive, got {shape}")
     first = next(iter(model.parameters()), None)
     dt = np.dtype(dtype) if dtype is not None else (
         first.dtype if first is not None and first.dtype.kind == "f"
@@ -274,19 +284,45 @@ def _macs(nn, module, args, output):
     return 0
 
 
-def _patch_shapes_only(nn, model):
-    """Give every (materialised) Conv2d and Linear a forward that returns zeros of the
-    right shape; returns the patched modules so the caller can undo it."""
+@contextlib.contextmanager
+def _kept_state(model, mode):
+    """Inside: the model in ``mode`` ("eval" or "train"). Afterwards every module's mode,
+    every buffer (BN's running statistics move in training mode) and the random state
+    (dropout draws) are as they were."""
+    saved_mode = [(m, m.training) for m in model.modules()]
+    saved_rng = backend.get_rng_state()
+    saved_buffers = [(b, b.array.copy()) for b in model.buffers()]
+    try:
+        model.train(mode == "train")
+        yield
+    finally:
+        for m, training in saved_mode:
+            object.__setattr__(m, "training", training)
+        for b, array in saved_buffers:
+            b.array[...] = array
+        backend.set_rng_state(saved_rng)
+
+
+@contextlib.contextmanager
+def _patched_shapes_only(nn, model, wrap=None):
+    """Inside: every (materialised) Conv2d and Linear has a forward that returns zeros of
+    the right shape. ``wrap(nn, module, zeros_forward)``, if given, builds the forward
+    from that one (the receptive field's links the zeros to the input)."""
     patched = []
-    for m in model.modules():
-        if type(m) is nn.Conv2d:
-            object.__setattr__(m, "forward", _conv_shape_forward(m))
-        elif type(m) is nn.Linear:
-            object.__setattr__(m, "forward", _linear_shape_forward(m))
-        else:
-            continue
-        patched.append(m)
-    return patched
+    try:
+        for m in model.modules():
+            if type(m) is nn.Conv2d:
+                forward = _conv_shape_forward(m)
+            elif type(m) is nn.Linear:
+                forward = _linear_shape_forward(m)
+            else:
+                continue
+            object.__setattr__(m, "forward", forward if wrap is None else wrap(nn, m, forward))
+            patched.append(m)
+        yield
+    finally:
+        for m in patched:
+            del m.__dict__["forward"]
 
 
 def _conv_shape_forward(m):
