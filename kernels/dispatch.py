@@ -9,7 +9,7 @@ The fast path is taken only when
 
 * the mode is ``"auto"`` (the default), not ``"reference"``;
 * every array given is a plain ``numpy.ndarray`` (not a subclass, never a CuPy array)
-  of float32 or float64.
+  of float32 or float64, and none is empty (an empty batch takes the reference).
 
 The mode comes from the environment variable ``MINICNN_KERNELS`` (``auto`` or
 ``reference``) when this module is imported, and can be changed at run time::
