@@ -235,3 +235,31 @@ def test_segmentation_options_that_do_not_fit_are_refused(tmp_path, capsys, opti
     assert train_command.cli_main(options + ["--quiet", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_segmentation_resume_after_an_interrupt_matches_an_uninterrupted_run(
+        tmp_path, monkeypatch, capsys):
+    """Flips drawn per sample (augment is on by default), dropout-free U-Net, Adam and
+    one-cycle: the resumed run ends with exactly the straight run's weights."""
+    options = SEGMENT + ["--epochs", "2", "--workers", "1"]
+    assert train_command.cli_main(options + ["--out", str(tmp_path / "straight")]) == 0
+    real_epoch = train.Trainer.train_epoch
+    calls = []
+
+    def interrupted(self, loader, desc="train"):
+        calls.append(desc)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, loader, desc)
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", interrupted)
+    run = tmp_path / "interrupted"
+    assert train_command.cli_main(options + ["--out", str(run)]) == 130
+    monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
+    assert train_command.cli_main(["--resume", str(run), "--quiet"]) == 0
+    a = minicnn.load(tmp_path / "straight" / "checkpoint.npz")
+    b = minicnn.load(run / "checkpoint.npz")
+    assert b["epoch"] == 2 and a["history"][-1]["eval_mean_iou"] == \
+        b["history"][-1]["eval_mean_iou"]
+    for key in a["model"]:
+        assert np.array_equal(a["model"][key].numpy(), b["model"][key].numpy()), key
