@@ -66,6 +66,7 @@ import warnings
 from fractions import Fraction
 
 from ..autograd import Function, Tensor, enable_grad
+from ._outputs import depth as _depth, shape_of as _shape_of, tensors as _tensors
 
 __all__ = ["receptive_field", "ReceptiveField", "ReceptiveFieldRow", "Field"]
 
@@ -475,26 +476,6 @@ def _geometry_forward(nn, module, zeros_forward):
 
 
 # ------------------------------------------------------------------------- helpers
-
-def _depth(name):
-    return 0 if not name else name.count(".") + 1
-
-
-def _tensors(value):
-    if isinstance(value, Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    return []
-
-
-def _shape_of(output):
-    if isinstance(output, Tensor):
-        return tuple(output.shape)
-    return [tuple(t.shape) for t in _tensors(output)]
-
 
 def _number(v):
     return int(v) if v.denominator == 1 else float(v)

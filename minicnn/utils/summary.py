@@ -44,6 +44,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Tensor, no_grad
+from ._outputs import depth as _depth, shape_of as _shape_of, tensors as _tensors
 from .receptive_field import format_pair, receptive_field
 
 __all__ = ["summary", "ModelSummary", "SummaryRow", "count_parameters"]
@@ -223,10 +224,6 @@ class ModelSummary:
 
 # ------------------------------------------------------------------------- helpers
 
-def _depth(name):
-    return 0 if not name else name.count(".") + 1
-
-
 def _make_inputs(model, input_size, input_data, batch_size, dtype, op="summary"):
     if (input_size is None) == (input_data is None):
         raise ValueError(f"{op}: give exactly one of input_size (e.g. (3, 224, 224)) "
@@ -249,23 +246,6 @@ def _make_inputs(model, input_size, input_data, batch_size, dtype, op="summary")
     array = np.random.default_rng(0).standard_normal(shape).astype(dt)
     device = first.device if first is not None else "cpu"
     return [Tensor(array, device=device)]
-
-
-def _tensors(output):
-    if isinstance(output, Tensor):
-        return [output]
-    if isinstance(output, (tuple, list)):
-        return [t for o in output for t in _tensors(o)]
-    if isinstance(output, dict):
-        return [t for o in output.values() for t in _tensors(o)]
-    return []
-
-
-def _shape_of(output):
-    arrays = _tensors(output)
-    if isinstance(output, Tensor):
-        return tuple(output.shape)
-    return [tuple(a.shape) for a in arrays]
 
 
 def _macs(nn, module, args, output):
