@@ -49,16 +49,7 @@ def test_cli_resume_after_an_interrupt_matches_an_uninterrupted_run(tmp_path, mo
                                                                     capsys):
     options = QUICK + ["--epochs", "2", "--optimizer", "adam", "--mixup", "0.4"]
     assert train_command.cli_main(options + ["--out", str(tmp_path / "straight")]) == 0
-    real_epoch = train.Trainer.train_epoch
-    calls = []
-
-    def interrupted(self, loader, desc="train"):
-        calls.append(desc)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self, loader, desc)
-
-    monkeypatch.setattr(train.Trainer, "train_epoch", interrupted)
+    real_epoch = _interrupt_the_second_epoch(monkeypatch)
     run = tmp_path / "interrupted"
     assert train_command.cli_main(options + ["--out", str(run)]) == 130
     assert "--resume" in capsys.readouterr().err
@@ -243,16 +234,7 @@ def test_segmentation_resume_after_an_interrupt_matches_an_uninterrupted_run(
     one-cycle: the resumed run ends with exactly the straight run's weights."""
     options = SEGMENT + ["--epochs", "2", "--workers", "1"]
     assert train_command.cli_main(options + ["--out", str(tmp_path / "straight")]) == 0
-    real_epoch = train.Trainer.train_epoch
-    calls = []
-
-    def interrupted(self, loader, desc="train"):
-        calls.append(desc)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self, loader, desc)
-
-    monkeypatch.setattr(train.Trainer, "train_epoch", interrupted)
+    real_epoch = _interrupt_the_second_epoch(monkeypatch)
     run = tmp_path / "interrupted"
     assert train_command.cli_main(options + ["--out", str(run)]) == 130
     monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
@@ -263,3 +245,19 @@ def test_segmentation_resume_after_an_interrupt_matches_an_uninterrupted_run(
         b["history"][-1]["eval_mean_iou"]
     for key in a["model"]:
         assert np.array_equal(a["model"][key].numpy(), b["model"][key].numpy()), key
+
+
+def _interrupt_the_second_epoch(monkeypatch):
+    """Make Trainer.train_epoch raise KeyboardInterrupt (Ctrl-C) when the second epoch
+    starts; returns the real method, to put back before resuming."""
+    real_epoch = train.Trainer.train_epoch
+    calls = []
+
+    def interrupted(self, loader, desc="train"):
+        calls.append(desc)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, loader, desc)
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", interrupted)
+    return real_epoch

@@ -15,22 +15,7 @@ import minicnn
 import minicnn.optim
 from minicnn import nn, train
 
-
-class _Batches:
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self):
-        return len(self.batches)
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
+from loaders import FixedBatches
 
 
 def _trainer(out_dir, lr=0.1, **kwargs):
@@ -43,7 +28,7 @@ def _trainer(out_dir, lr=0.1, **kwargs):
 def _data(n=4):
     x = minicnn.randn(8, 4)
     y = minicnn.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    return _Batches([(x, y)] * n)
+    return FixedBatches([(x, y)] * n)
 
 
 def test_an_existing_run_is_not_replaced_unless_asked(tmp_path):

@@ -10,6 +10,8 @@ import pytest
 import minicnn
 import minicnn.optim
 from minicnn import nn, train
+
+from loaders import FixedBatches
 from minicnn.data import DataLoader, datasets, transforms as T
 
 class Crash(Exception):
@@ -105,25 +107,6 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
 
 # ------------------------------------------------------------------- tasks
 
-class _Batches:
-    """A loader over fixed batches, with the state methods the Trainer saves."""
-
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self):
-        return len(self.batches)
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
-
-
 def test_classification_loss_with_auxiliary_heads_is_main_plus_0_3_each():
     """GoogLeNet's training output is (logits, aux_logits2, aux_logits1): the task's loss
     is the paper's main + 0.3 x (aux1 + aux2), each term also logged on its own."""
@@ -160,7 +143,7 @@ def test_googlenet_trains_through_the_trainer_with_its_auxiliary_losses(tmp_path
     optimizer = minicnn.optim.Adam(model.parameters(), lr=1e-3)
     trainer = train.Trainer(model, optimizer, progress=False, log=False,
                             out_dir=tmp_path)
-    history = trainer.fit(_Batches([(x, y)]), epochs=6)
+    history = trainer.fit(FixedBatches([(x, y)]), epochs=6)
     losses = [m["train_loss"] for m in history]
     assert losses[-1] < 0.5 * losses[0], losses
     first = history[0]
@@ -199,7 +182,7 @@ def test_a_task_whose_model_returns_a_dict_of_losses_minimises_their_sum(tmp_pat
                                losses["loss_a"].item() + losses["loss_b"].item(), rtol=1e-6)
     trainer = train.Trainer(model, minicnn.optim.SGD(model.parameters(), lr=0.05),
                             task=_LossDictTask(), out_dir=tmp_path, progress=False, log=False)
-    history = trainer.fit(_Batches([(x, t)]), _Batches([(x, t)]), epochs=5)
+    history = trainer.fit(FixedBatches([(x, t)]), FixedBatches([(x, t)]), epochs=5)
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert {"train_loss_a", "train_loss_b", "eval_loss", "eval_loss_a"} <= set(history[0])
     assert "train_accuracy" not in history[0]
@@ -257,7 +240,7 @@ def _gan_setup(out_dir):
     schedulers = {name: minicnn.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
                   for name, opt in optimizers.items()}
     data = minicnn.randn(32, 3) * 0.3 + 1.0
-    loader = _Batches([(data[i:i + 8],) for i in range(0, 32, 8)])
+    loader = FixedBatches([(data[i:i + 8],) for i in range(0, 32, 8)])
     trainer = train.Trainer(model, optimizers, task=_TinyGAN(), scheduler=schedulers,
                             out_dir=out_dir, progress=False, log=False)
     return trainer, loader
@@ -301,7 +284,7 @@ def test_the_default_step_refuses_several_optimizers_and_task_options_clash():
     trainer = train.Trainer(model, two, progress=False, log=False)
     batch = (minicnn.randn(4, 3), minicnn.tensor([0, 1, 0, 1]))
     with pytest.raises(TypeError, match="must define train_step"):
-        trainer.train_epoch(_Batches([batch]))
+        trainer.train_epoch(FixedBatches([batch]))
     with pytest.raises(ValueError, match="with task= given"):
         train.Trainer(model, two["a"], loss_fn=minicnn.nn.functional.cross_entropy,
                       task=train.Classification())
