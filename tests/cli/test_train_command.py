@@ -261,3 +261,53 @@ def _interrupt_the_second_epoch(monkeypatch):
 
     monkeypatch.setattr(train.Trainer, "train_epoch", interrupted)
     return real_epoch
+
+
+def _fake_voc_and_cityscapes(root):
+    """Tiny VOC2012 and Cityscapes trees: pictures larger and smaller than the crop,
+    palette masks with 255 borders, Cityscapes label ids."""
+    from PIL import Image
+    from minicnn.data.datasets import voc_colormap
+    rng = np.random.default_rng(0)
+    voc = root / "voc" / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True)
+    names = [f"2008_{i:06d}" for i in range(4)]
+    for i, name in enumerate(names):
+        h, w = (20, 24) if i % 2 else (12, 14)
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+            voc / "JPEGImages" / f"{name}.jpg")
+        mask = Image.fromarray(rng.choice([0, 1, 15, 255], (h, w)).astype(np.uint8), mode="P")
+        mask.putpalette(voc_colormap().reshape(-1).tolist())
+        mask.save(voc / "SegmentationClass" / f"{name}.png")
+    (voc / "ImageSets/Segmentation/train.txt").write_text("\n".join(names[:3]) + "\n")
+    (voc / "ImageSets/Segmentation/val.txt").write_text(names[3] + "\n")
+    city = root / "cityscapes"
+    for split, count in (("train", 3), ("val", 1)):
+        for i in range(count):
+            stem = f"aachen_000000_{i:06d}"
+            for kind in ("leftImg8bit", "gtFine"):
+                (city / kind / split / "aachen").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(
+                city / "leftImg8bit" / split / "aachen" / f"{stem}_leftImg8bit.png")
+            Image.fromarray(rng.choice([0, 7, 23, 26], (20, 24)).astype(np.uint8),
+                            mode="L").save(
+                city / "gtFine" / split / "aachen" / f"{stem}_gtFine_labelIds.png")
+    return root / "voc", city
+
+
+@pytest.mark.parametrize("dataset", ["voc", "cityscapes"])
+def test_segmentation_on_files_the_user_has(tmp_path, capsys, dataset):
+    folders = dict(zip(("voc", "cityscapes"), _fake_voc_and_cityscapes(tmp_path)))
+    out = tmp_path / f"run-{dataset}"
+    assert train_command.cli_main(
+        ["--task", "segmentation", "--dataset", dataset, "--data-dir", str(folders[dataset]),
+         "--image-size", "16", "--set", "base_channels=4", "--batch-size", "2", "--epochs",
+         "1", "--quiet", "--workers", "0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "test mean IoU:" in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] == dataset
+    state = minicnn.load(out / "checkpoint.npz")
+    classes = {"voc": 21, "cityscapes": 19}[dataset]
+    assert state["model"]["head.weight"].shape[0] == classes     # U-Net's 1x1 class scores
