@@ -183,8 +183,9 @@ class Trainer:
                     scheduler.step()
             losses.update(values, self.task.batch_size(batch))
             metrics.update(output, batch)
-            bar.set_postfix(_postfix({**losses.compute(), **metrics.compute()}, shown),
-                            refresh=False)
+            if self.progress:          # computing the running numbers costs a little
+                bar.set_postfix(_postfix({**losses.compute(), **metrics.compute()}, shown),
+                                refresh=False)
         bar.close()
         return {**losses.compute(), **metrics.compute()}
 
@@ -201,7 +202,9 @@ class Trainer:
                 values = self._finite({k: v.item() for k, v in step_losses.items()}, None)
                 losses.update(values, self.task.batch_size(batch))
                 metrics.update(output, batch)
-                bar.set_postfix(_postfix(metrics.compute(), self.task.curves), refresh=False)
+                if self.progress:
+                    bar.set_postfix(_postfix(metrics.compute(), self.task.curves),
+                                    refresh=False)
         bar.close()
         self.model.train()
         return {**losses.compute(), **metrics.compute(), "total": losses.count}
