@@ -19,7 +19,9 @@ setup(
         # the main job: progress bars, learning-curve plots, the offline digits data
         "train": TRAIN,
         "test": TRAIN + ["pytest>=7", "hypothesis>=6", "torch==2.13.0"],
-        "gpu": ["cupy-cuda12x>=12"],
+        # CuPy 14 runs on NumPy 2 only, and finds the CUDA libraries it compiles against
+        # (NVRTC, cuBLAS, ...) through the [ctk] wheels rather than a system toolkit
+        "gpu": ["cupy-cuda12x[ctk]>=14", "numpy>=2"],
         "bench": TRAIN + ["torch==2.13.0"],
     },
     entry_points={"console_scripts": ["minicnn=minicnn.cli:main"]},

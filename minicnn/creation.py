@@ -149,9 +149,18 @@ def randint(low, high=None, size=(), dtype=None, device=None):
 
 
 def randperm(n, device=None):
+    """A random permutation of ``0 .. n-1`` (int64)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"randperm: n must be a non-negative integer, got {n!r}")
     xp = _xp(device)
     with _on(device):
-        array = backend.get_rng(xp).permutation(n).astype(np.int64)
+        if xp is np:
+            array = backend.get_rng(np).permutation(n).astype(np.int64)
+        else:
+            # CuPy's Generator has no permutation(): sorting uniform draws gives one, drawn
+            # from the device generator so that the batch never visits the host.
+            keys = backend.get_rng(xp).random(int(n), dtype=np.float64)
+            array = xp.argsort(keys).astype(np.int64)
     return _make(array, False, device)
 
 

@@ -163,12 +163,23 @@ class _UFunc:
         return call
 
 
+class _Generator(_Forward):
+    """``cupy.random.Generator``: NumPy's, less what CuPy's lacks (``permutation``)."""
+
+    _MISSING = ("permutation",)
+
+    def __getattr__(self, name):
+        if name in self._MISSING:
+            raise AttributeError(f"'cupy.random.Generator' object has no attribute '{name}'")
+        return super().__getattr__(name)
+
+
 class _Random:
     """``cupy.random.default_rng(seed)`` returning device arrays."""
 
     @staticmethod
     def default_rng(seed):
-        return _Forward(np.random.default_rng(seed), "cupy.random.Generator")
+        return _Generator(np.random.default_rng(seed), "cupy.random.Generator")
 
 
 class FakeCupyModule(_Forward):
