@@ -20,6 +20,7 @@ import numbers
 
 import numpy as np
 
+from .. import backend
 from ..autograd import Tensor
 from . import imageops
 from ._random import current_generator
@@ -543,21 +544,35 @@ class _BatchMix:
 
     def __call__(self, images, labels):
         """``(images (N, C, H, W), labels (N,) int or (N, K) soft)`` -> mixed images and
-        soft targets ``(N, K)`` (rows sum to 1), in the type given (array or Tensor)."""
-        x, back = _as_array(images, self.name)
-        y = labels.numpy() if isinstance(labels, Tensor) else np.asarray(labels)
+        soft targets ``(N, K)`` (rows sum to 1), in the type given (array or Tensor).
+
+        The batch stays on its device (a GPU batch is mixed by CuPy); only the random
+        numbers (the Beta sample, the CutMix box) are drawn on the host.
+        """
+        x, back = self._batch(images)
+        xp = backend.get_array_module(x)
         if x.ndim != 4:
             raise ValueError(f"{self.name}: expects a batch of images (N, C, H, W), got shape "
                              f"{x.shape}")
-        targets = self._soft_targets(y, len(x), x.dtype)
+        y = labels.array if isinstance(labels, Tensor) else labels
+        y = backend.to_device(y, backend.device_of(x))    # the targets live with the images
+        targets = self._soft_targets(xp, y, len(x), x.dtype)
         lam = float(current_generator().beta(self.alpha, self.alpha))
         # each sample is mixed with its neighbour in the batch (the batch rolled by one)
-        partner_x, partner_t = np.roll(x, 1, axis=0), np.roll(targets, 1, axis=0)
+        partner_x, partner_t = xp.roll(x, 1, axis=0), xp.roll(targets, 1, axis=0)
         mixed, lam = self._mix(x, partner_x, lam)
         soft = (lam * targets + (1.0 - lam) * partner_t).astype(targets.dtype)
-        return back(mixed), (Tensor(soft) if isinstance(labels, Tensor) else soft)
+        return back(mixed), (Tensor._wrap(soft) if isinstance(labels, Tensor) else soft)
 
-    def _soft_targets(self, y, n, dtype):
+    def _batch(self, images):
+        """The batch's array where it lives, and how to give a result back in its type."""
+        if isinstance(images, Tensor):
+            return images.array, Tensor._wrap
+        if backend._is_cupy_array(images):
+            return images, lambda a: a
+        return _as_array(images, self.name)
+
+    def _soft_targets(self, xp, y, n, dtype):
         if y.ndim == 2:
             if y.shape[0] != n:
                 raise ValueError(f"{self.name}: {n} images but {y.shape[0]} label rows")
@@ -568,11 +583,13 @@ class _BatchMix:
         k = self.num_classes
         if k is None:
             raise ValueError(f"{self.name}: num_classes is required with integer labels")
-        if y.size and (y.min() < 0 or y.max() >= k):
-            raise ValueError(f"{self.name}: labels must lie in [0, {k}), got range "
-                             f"[{y.min()}, {y.max()}]")
-        targets = np.zeros((n, k), dtype=dtype if dtype.kind == "f" else np.float32)
-        targets[np.arange(n), y] = 1.0
+        if y.size:
+            low, high = int(y.min()), int(y.max())
+            if low < 0 or high >= k:
+                raise ValueError(f"{self.name}: labels must lie in [0, {k}), got range "
+                                 f"[{low}, {high}]")
+        targets = xp.zeros((n, k), dtype=dtype if dtype.kind == "f" else np.float32)
+        targets[xp.arange(n), y] = 1.0
         return targets
 
     def _mix(self, x, partner, lam):

@@ -55,3 +55,39 @@ def test_randperm_on_cpu_keeps_its_values():
 def test_randperm_refuses_a_negative_n():
     with pytest.raises(ValueError, match="randperm: n must be a non-negative integer"):
         mc.randperm(-1)
+
+
+# ------------------------------------------------------------ MixUp and CutMix
+
+def _mixed(transform, images, labels):
+    from minicnn.data import _random
+    with _random.using_generator(np.random.default_rng(5)):
+        return transform(images, labels)
+
+
+@pytest.mark.parametrize("make", ["MixUp", "CutMix"])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_batch_mixing_keeps_a_device_batch_on_its_device(make, as_tensor, monkeypatch):
+    from minicnn.data import transforms
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 3, 8, 8)).astype(np.float32)
+    labels = np.array([0, 2, 1, 2])
+    transform = getattr(transforms, make)(alpha=1.0, num_classes=3)
+    wrap = mc.Tensor._wrap if as_tensor else (lambda a: a)
+    host_x, host_t = _mixed(transform, wrap(images.copy()), wrap(labels.copy()))
+    install(monkeypatch)
+    dev_x, dev_t = _mixed(transform, wrap(to_device(images.copy())),
+                          wrap(to_device(labels.copy())))
+    unwrap = (lambda t: t.array) if as_tensor else (lambda a: a)
+    for host, dev in ((host_x, dev_x), (host_t, dev_t)):
+        assert isinstance(unwrap(dev), FakeDeviceArray), f"{make} pulled the batch to the host"
+        np.testing.assert_array_equal(to_host(unwrap(dev)), np.asarray(unwrap(host)))
+
+
+def test_batch_mixing_moves_host_labels_to_the_batch_device(monkeypatch):
+    from minicnn.data import transforms
+    install(monkeypatch)
+    images = to_device(np.ones((2, 1, 4, 4), dtype=np.float32))
+    _, targets = _mixed(transforms.MixUp(num_classes=2), images, np.array([0, 1]))
+    assert isinstance(targets, FakeDeviceArray)
+    np.testing.assert_allclose(to_host(targets).sum(axis=1), 1.0, rtol=1e-6)
