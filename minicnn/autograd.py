@@ -241,7 +241,11 @@ def _to_array(data, dtype=None, device=None):
     if backend._is_cupy_array(data):
         array = data if dtype is None else data.astype(dtype, copy=False)
         return array if target is None else backend.to_device(array, target)
-    array = np.asarray(data)
+    xp = np
+    if isinstance(data, (list, tuple)):
+        data, xp = _items(data)
+    # NOTE: np.asarray refuses CuPy arrays, so a list holding GPU values is built by CuPy
+    array = xp.asarray(data)
     if dtype is not None:
         array = array.astype(dtype, copy=False)
     elif array.dtype.kind == "f" and not isinstance(data, (np.ndarray, np.generic)):
@@ -251,9 +255,26 @@ def _to_array(data, dtype=None, device=None):
     if array.dtype.kind in "OUSV":
         raise TypeError(f"tensor: cannot make a tensor from data of dtype {array.dtype} "
                         f"({type(data).__name__})")
-    if target is not None and target.type == "cuda":
+    if target is not None and (target.type == "cuda" or xp is not np):
         array = backend.to_device(array, target)
     return array
+
+
+def _items(data):
+    """Nested lists/tuples with Tensors replaced by their arrays, and the array module
+    their arrays live on (CuPy if any does)."""
+    found = []
+
+    def plain(item):
+        if isinstance(item, Tensor):
+            item = item.array
+        if isinstance(item, (list, tuple)):
+            return type(item)(plain(i) for i in item)
+        if backend._is_cupy_array(item):
+            found.append(item)
+        return item
+    data = plain(data)
+    return data, (backend.get_array_module(found[0]) if found else np)
 
 
 class Tensor:

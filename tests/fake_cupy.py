@@ -205,6 +205,27 @@ class _NullContext:
         return False
 
 
+def _holds_device_array(value):
+    if isinstance(value, FakeDeviceArray):
+        return True
+    return isinstance(value, (list, tuple)) and any(_holds_device_array(v) for v in value)
+
+
+def refuse_host_conversion(monkeypatch):
+    """Make ``np.asarray``/``np.array``/``np.asanyarray`` refuse device arrays, as they do
+    on real CuPy ("Implicit conversion to a NumPy array is not allowed")."""
+    for name in ("asarray", "array", "asanyarray"):
+        original = getattr(np, name)
+
+        def strict(a, *args, _original=original, _name=name, **kwargs):
+            if not _inside() and _holds_device_array(a):
+                raise TypeError(f"numpy.{_name} was called on a device array: implicit "
+                                "conversion to a NumPy array is not allowed (use "
+                                "backend.to_device(x, 'cpu'))")
+            return _original(a, *args, **kwargs)
+        monkeypatch.setattr(np, name, strict)
+
+
 def install(monkeypatch):
     """Make minicnn.backend believe CuPy and a GPU are present (the fake ones)."""
     from minicnn import backend

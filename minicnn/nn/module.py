@@ -321,8 +321,9 @@ class Module:
                                + "\n  ".join(problems))
         for key, value in converted.items():
             target = own[key]
-            xp = backend.get_array_module(target.array)
-            target.array[...] = xp.asarray(value).astype(target.dtype, copy=False)
+            # to the parameter's device first: a GPU checkpoint loads into a CPU model
+            value = backend.to_device(value, backend.device_of(target.array))
+            target.array[...] = value.astype(target.dtype, copy=False)
         return _IncompatibleKeys(missing, unexpected)
 
     # ---------------------------------------------------------------- devices
@@ -339,7 +340,13 @@ class Module:
         return self
 
     def to(self, *args, device=None, dtype=None):
-        """``model.to("cuda")``, ``model.to(minicnn.float64)``: moves/casts in place."""
+        """``model.to("cuda")``, ``model.to(minicnn.float64)``: moves/casts in place.
+
+        The Parameter objects stay the same, so an optimizer built before ``.to()`` still
+        updates them; but, as in PyTorch, its state (momentum and moment buffers) stays
+        where it was: move the model before building the optimizer, or before it has
+        taken a step.
+        """
         for a in args:
             if isinstance(a, (str, backend.Device)):
                 device = a

@@ -240,5 +240,6 @@ def _restore(value, param, key, name):
                          f"{tuple(value.shape)} but its parameter has shape "
                          f"{tuple(param.shape)}")
     # a copy, so that the loaded state never aliases the caller's state dict
-    array = backend.to_device(np.array(value, copy=True), param.device)
-    return array.astype(param.dtype, copy=False)
+    # np.array would refuse a GPU value; astype(copy=True) copies on the target device
+    array = backend.to_device(value, param.device)
+    return array.astype(param.dtype, copy=True)

@@ -91,3 +91,48 @@ def test_batch_mixing_moves_host_labels_to_the_batch_device(monkeypatch):
     _, targets = _mixed(transforms.MixUp(num_classes=2), images, np.array([0, 1]))
     assert isinstance(targets, FakeDeviceArray)
     np.testing.assert_allclose(to_host(targets).sum(axis=1), 1.0, rtol=1e-6)
+
+
+# ------------------------------------------------ host conversions of device arrays
+
+def _small_model():
+    mc.manual_seed(0)
+    return mc.nn.Sequential(mc.nn.Linear(3, 4), mc.nn.BatchNorm1d(4), mc.nn.Linear(4, 2))
+
+
+def test_a_device_state_dict_loads_into_a_cpu_model_and_trains(monkeypatch):
+    from fake_cupy import refuse_host_conversion
+    source, model = _small_model(), _small_model()
+    for p in source.parameters():
+        p.array[...] = p.array + 0.5
+    host_state = {k: v.array.copy() for k, v in source.state_dict().items()}
+    install(monkeypatch)
+    refuse_host_conversion(monkeypatch)
+    device_state = {k: mc.Tensor._wrap(to_device(v.copy())) for k, v in host_state.items()}
+    model.load_state_dict(device_state)
+    for k, v in model.state_dict().items():
+        assert type(v.array) is np.ndarray, f"{k} is not a host array after loading"
+        np.testing.assert_array_equal(v.array, host_state[k])
+    opt = mc.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = mc.Tensor(np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32))
+    model(x).sum().backward()
+    opt.step()
+    # an optimizer state saved on the GPU loads into the CPU optimizer too
+    state = opt.state_dict()
+    for s in state["state"].values():
+        s["momentum_buffer"] = to_device(np.array(s["momentum_buffer"], copy=True))
+    fresh = mc.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    fresh.load_state_dict(state)
+    fresh.step()
+    assert all(type(p.array) is np.ndarray for p in model.parameters())
+
+
+def test_a_tensor_from_a_list_of_device_values_stays_on_the_device(monkeypatch):
+    from fake_cupy import refuse_host_conversion
+    install(monkeypatch)
+    refuse_host_conversion(monkeypatch)
+    items = [mc.Tensor._wrap(to_device(np.array(1.5))), to_device(np.array(2.5))]
+    t = mc.tensor(items)
+    assert isinstance(t.array, FakeDeviceArray)
+    np.testing.assert_array_equal(to_host(t.array), [1.5, 2.5])
+    assert type(mc.tensor(items, device="cpu").array) is np.ndarray
