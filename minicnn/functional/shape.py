@@ -175,8 +175,10 @@ def getitem(x, index):
     indices add up.
     """
     x = as_tensor(x)
+    converted = _index_for(x, index)
+    _check_bounds("getitem", converted, x.shape)
     try:
-        return GetItem(_index_for(x, index))(x)
+        return GetItem(converted)(x)
     except IndexError as exc:
         raise IndexError(f"getitem: index {index!r} does not fit a tensor of shape "
                          f"{tuple(x.shape)} ({exc})") from None
@@ -208,7 +210,9 @@ def index_put(x, index, value):
     value = as_tensor(value, like=x)
     if value.dtype != x.dtype:
         value = value.to(dtype=x.dtype)
-    return IndexPut(_index_for(x, index))(x, value)
+    converted = _index_for(x, index)
+    _check_bounds("index_put", converted, x.shape)
+    return IndexPut(converted)(x, value)
 
 
 class IndexPut(Function):
@@ -343,6 +347,40 @@ def _index_for(x, index):
             return xp.asarray(i)
         return i
     return tuple(convert(i) for i in index) if isinstance(index, tuple) else convert(index)
+
+
+def _check_bounds(op, index, shape):
+    """Raise IndexError for an integer-array index outside its dimension.
+
+    NumPy raises on its own, but CuPy wraps such indices around silently (reading and
+    writing the wrong elements), so the check is made here for both.
+    """
+    items = index if isinstance(index, tuple) else (index,)
+
+    def width(item):                      # how many dimensions an index item consumes
+        if item is None or item is Ellipsis:
+            return 0
+        if hasattr(item, "dtype") and hasattr(item, "ndim") and item.dtype == np.bool_:
+            return item.ndim
+        return 1
+    ellipsis = [k for k, item in enumerate(items) if item is Ellipsis]
+    after = items[ellipsis[0] + 1:] if ellipsis else ()
+    dim_after = len(shape) - sum(width(item) for item in after)
+    dim = 0
+    for k, item in enumerate(items):
+        if ellipsis and k == ellipsis[0]:
+            dim = dim_after
+            continue
+        is_int_array = (hasattr(item, "dtype") and hasattr(item, "shape")
+                        and not isinstance(item, np.generic) and item.dtype.kind in "iu")
+        if is_int_array and item.size and dim < len(shape):
+            size = shape[dim]
+            low, high = int(item.min()), int(item.max())
+            bad = low if low < -size else high if high >= size else None
+            if bad is not None:
+                raise IndexError(f"{op}: index {bad} is out of bounds for dimension {dim} "
+                                 f"with size {size} (expected indices in [{-size}, {size}))")
+        dim += width(item)
 
 
 def _has_advanced(index):

@@ -136,3 +136,36 @@ def test_a_tensor_from_a_list_of_device_values_stays_on_the_device(monkeypatch):
     assert isinstance(t.array, FakeDeviceArray)
     np.testing.assert_array_equal(to_host(t.array), [1.5, 2.5])
     assert type(mc.tensor(items, device="cpu").array) is np.ndarray
+
+
+# ------------------------------------------------------------- index bounds
+
+@pytest.mark.parametrize("on_device", [False, True])
+@pytest.mark.parametrize("index, bad, dim", [
+    (np.array([0, 3]), 3, 0),
+    ((slice(None), np.array([-5, 1])), -5, 1),
+    ((Ellipsis, np.array([4])), 4, 1),
+    ((None, np.array([1]), np.array([0, 9])), 9, 1),
+])
+def test_out_of_range_integer_index_raises_on_both_devices(on_device, index, bad, dim,
+                                                           monkeypatch):
+    x = np.arange(12.0).reshape(3, 4)
+    if on_device:
+        install(monkeypatch)
+        x = to_device(x)
+        index = tuple(to_device(i) if isinstance(i, np.ndarray) else i for i in index) \
+            if isinstance(index, tuple) else to_device(index)
+    t = mc.Tensor._wrap(x)
+    size = (3, 4)[dim]
+    message = f"index {bad} is out of bounds for dimension {dim} with size {size}"
+    with pytest.raises(IndexError, match=f"getitem: {message}"):
+        mc.nn.functional.getitem(t, index)
+    with pytest.raises(IndexError, match=f"index_put: {message}"):
+        mc.nn.functional.index_put(t, index, 0.0)
+
+
+def test_in_range_negative_indices_still_work(monkeypatch):
+    install(monkeypatch)
+    t = mc.Tensor._wrap(to_device(np.arange(12.0).reshape(3, 4)))
+    out = t[:, to_device(np.array([-4, 3]))]
+    np.testing.assert_array_equal(to_host(out.array), [[0, 3], [4, 7], [8, 11]])
