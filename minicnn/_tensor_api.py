@@ -226,6 +226,7 @@ class TensorMethods:
         """``x[index] = value``: in place on the array, or, in a graph, through
         ``index_put`` so the gradient reaches both ``x``'s old value and ``value``."""
         index = S._index_for(self, index)
+        S._check_bounds("setitem", index, self.shape)    # CuPy would wrap, not raise
         value = as_tensor(value, like=self)
         if (self.requires_grad or value.requires_grad) and is_grad_enabled():
             self._become(S.index_put(self, index, value))

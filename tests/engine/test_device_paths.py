@@ -162,6 +162,8 @@ def test_out_of_range_integer_index_raises_on_both_devices(on_device, index, bad
         mc.nn.functional.getitem(t, index)
     with pytest.raises(IndexError, match=f"index_put: {message}"):
         mc.nn.functional.index_put(t, index, 0.0)
+    with pytest.raises(IndexError, match=f"setitem: {message}"):      # outside a graph
+        t[index] = 0.0
 
 
 def test_in_range_negative_indices_still_work(monkeypatch):
