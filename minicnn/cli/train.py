@@ -1,10 +1,12 @@
 """``minicnn train``: the command-line face of :class:`minicnn.train.Trainer`.
 
 With no options it trains LeNet-5 on the offline digits set and prints the test accuracy;
+``--task segmentation`` trains a U-Net on generated shapes and prints the test mean IoU;
 ``minicnn train --help`` lists the options. The names it accepts come from tables the
-library keeps: models from ``minicnn.models.MODELS``, data sets from :data:`DATASETS`
-below (the files of MNIST, Fashion-MNIST and CIFAR are read from ``--data-dir``: nothing
-is downloaded).
+library keeps: models from ``minicnn.models.MODELS`` (each with its task), data sets from
+:data:`DATASETS` and :data:`SEGMENTATION_DATASETS` below (the files of MNIST,
+Fashion-MNIST, CIFAR, VOC and Cityscapes are read from ``--data-dir``: nothing is
+downloaded).
 """
 from __future__ import annotations
 
