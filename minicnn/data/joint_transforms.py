@@ -29,6 +29,7 @@ from ._random import current_generator
 from .elastic import ElasticTransform, elastic_transform
 from .imageops import BILINEAR, NEAREST
 from .transforms import Normalize, ToTensor
+from .transforms import _pair as _size_pair    # int or (h, w) -> (h, w), both > 0
 
 __all__ = ["JointCompose", "ToTensorPair", "JointNormalize", "ImageOnly",
            "JointRandomHorizontalFlip", "JointRandomVerticalFlip", "JointRandomCrop",
@@ -358,16 +359,4 @@ def _probability(p, name):
     if not isinstance(p, numbers.Real) or not 0 <= p <= 1:
         raise ValueError(f"{name}: p must be a probability in [0, 1], got {p!r}")
     return float(p)
-
-
-def _size_pair(size, name):
-    if isinstance(size, numbers.Number):
-        size = (size, size)
-    size = tuple(int(s) for s in size)
-    if len(size) == 1:
-        size = size * 2
-    if len(size) != 2 or min(size) <= 0:
-        raise ValueError(f"{name}: size must be a positive int or a pair (h, w), got "
-                         f"{size!r}")
-    return size
 

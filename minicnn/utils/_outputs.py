@@ -25,3 +25,12 @@ def shape_of(output):
     if isinstance(output, Tensor):
         return tuple(output.shape)
     return [tuple(t.shape) for t in tensors(output)]
+
+
+def format_shape(shape):
+    """``[1, 3, 224, 224]`` for a table; several outputs joined; ``?`` when unknown."""
+    if shape is None:
+        return "?"
+    if isinstance(shape, list):
+        return ", ".join(str(list(s)) for s in shape)
+    return str(list(shape))

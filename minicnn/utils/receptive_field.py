@@ -66,7 +66,8 @@ import warnings
 from fractions import Fraction
 
 from ..autograd import Function, Tensor, enable_grad
-from ._outputs import depth as _depth, shape_of as _shape_of, tensors as _tensors
+from ._outputs import depth as _depth, format_shape as _format_shape
+from ._outputs import shape_of as _shape_of, tensors as _tensors
 
 __all__ = ["receptive_field", "ReceptiveField", "ReceptiveFieldRow", "Field"]
 
@@ -489,11 +490,3 @@ def _public_field(field):
 
 def _public(field):
     return _public_field(field) or (None, None, None)
-
-
-def _format_shape(shape):
-    if shape is None:
-        return "?"
-    if isinstance(shape, list):
-        return ", ".join(str(list(s)) for s in shape)
-    return str(list(shape))

@@ -44,7 +44,8 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Tensor, no_grad
-from ._outputs import depth as _depth, shape_of as _shape_of, tensors as _tensors
+from ._outputs import depth as _depth, format_shape as _format_shape
+from ._outputs import shape_of as _shape_of, tensors as _tensors
 from .receptive_field import format_pair, receptive_field
 
 __all__ = ["summary", "ModelSummary", "SummaryRow", "count_parameters"]
@@ -328,14 +329,6 @@ def _linear_shape_forward(m):
         xp = backend.get_array_module(x.array)
         return Tensor._wrap(xp.zeros(x.shape[:-1] + (m.out_features,), dtype=x.dtype))
     return forward
-
-
-def _format_shape(shape):
-    if shape is None:
-        return "?"
-    if isinstance(shape, list):
-        return ", ".join(str(list(s)) for s in shape)
-    return str(list(shape))
 
 
 def _format_bytes(n):
