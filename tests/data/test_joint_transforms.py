@@ -110,7 +110,7 @@ def test_tensors_in_tensors_out_and_to_tensor_pair():
 
 
 def test_to_tensor_pair_reads_palette_indices():
-    Image = pytest.importorskip("PIL.Image")
+    from PIL import Image
     labels = np.array([[0, 1, 255], [15, 15, 0]], dtype=np.uint8)
     pal = Image.fromarray(labels, mode="P")
     pal.putpalette([200, 10, 10] * 256)                            # every colour the same

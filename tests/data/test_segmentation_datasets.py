@@ -4,13 +4,13 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image         # pillow is in the test extras: required, never skipped
 
 from minicnn.data import DataLoader, JointCompose, JointRandomHorizontalFlip, ToTensorPair
 from minicnn.data.datasets import (CITYSCAPES_LABELS, CITYSCAPES_TRAIN_CLASSES, VOC_CLASSES,
                                    Cityscapes, ShapesSegmentation, VOCSegmentation,
                                    label_to_train_id, voc_colormap)
 
-Image = pytest.importorskip("PIL.Image")
 
 
 # ------------------------------------------------------------ ShapesSegmentation
