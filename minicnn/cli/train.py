@@ -172,7 +172,11 @@ def build_model(name, num_classes, in_channels, image_size, **options):
               **_BUILDER_DEFAULTS.get(name, {}), **options}
     if name in ("lenet5", "lenet5-1998"):
         kwargs["input_size"] = image_size
-    return models.get_model(name, **kwargs)
+    try:
+        return models.get_model(name, **kwargs)
+    except TypeError as exc:          # an argument the builder lacks, or of the wrong kind
+        given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "no --set options"
+        raise ValueError(f"--model {name} could not be built with {given}: {exc}") from None
 
 
 class ModelInputError(ValueError):

@@ -219,6 +219,9 @@ def test_segmentation_runs_end_to_end_and_resumes(tmp_path, capsys):
     (["--model", "unet"], "unet is a segmentation model"),
     (["--task", "segmentation", "--mixup", "0.2"], "does not apply"),
     (["--task", "segmentation", "--set", "oops"], "--set expects KEY=VALUE"),
+    (["--task", "segmentation", "--set", "foo=1"], "could not be built with foo=1"),
+    (["--task", "segmentation", "--set", "base_channels='abc'"],
+     "could not be built with base_channels='abc'"),
     (["--task", "segmentation", "--dataset", "voc"], "pass --data-dir"),
 ])
 def test_segmentation_options_that_do_not_fit_are_refused(tmp_path, capsys, options,

@@ -247,3 +247,12 @@ def test_builders_take_the_zoo_keywords():
             model = getattr(fcn, name)(num_classes=5, in_channels=1)
             assert tuple(model.conv1_1.weight.shape) == (64, 1, 3, 3)
             assert tuple(model.score_fr.weight.shape) == (5, 4096, 1, 1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_widths_are_named(name):
+    builder = getattr(fcn, name)
+    with pytest.raises(ValueError, match="fc_channels must be a positive integer, got 0"):
+        builder(fc_channels=0)
+    with pytest.raises(ValueError, match="base_channels must be a positive integer"):
+        builder(base_channels="abc")

@@ -159,3 +159,14 @@ def test_errors():
         padded(minicnn.zeros(1, 1, 8, 16))
     with pytest.raises(ValueError, match="unet: padding must be False .* got 'same'"):
         U.unet(padding="same")
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"base_channels": "abc"}, "unet: base_channels must be a positive integer"),
+    ({"base_channels": 0}, "unet: base_channels must be a positive integer"),
+    ({"num_classes": 2.5}, "unet: num_classes must be a positive integer"),
+])
+def test_bad_widths_are_named(kwargs, message):
+    from minicnn.models import unet
+    with pytest.raises(ValueError, match=message):
+        unet(**kwargs)

@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import minicnn
 from minicnn import nn
+from minicnn.functional._checks import positive_int
 from minicnn.nn import functional as F  # noqa: F401  (kept so the file reads as torch code)
 
 __all__ = ["FCN32s", "FCN16s", "FCN8s", "fcn32s", "fcn16s", "fcn8s"]
@@ -94,6 +95,11 @@ class _FCNVGG16(nn.Module):
     def __init__(self, num_classes, learnable_upsampling, in_channels, base_channels,
                  fc_channels):
         super().__init__()
+        name = type(self).__name__
+        num_classes = positive_int(name, "num_classes", num_classes)
+        in_channels = positive_int(name, "in_channels", in_channels)
+        base_channels = positive_int(name, "base_channels", base_channels)
+        fc_channels = positive_int(name, "fc_channels", fc_channels)
         self.num_classes = num_classes
         self.learnable_upsampling = learnable_upsampling
         channels = in_channels

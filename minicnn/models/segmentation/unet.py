@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import minicnn
 from minicnn import nn
+from minicnn.functional._checks import positive_int
 from minicnn.nn import functional as F
 
 __all__ = ["UNet", "DoubleConv", "Up", "unet", "unet_valid_sizes"]
@@ -103,7 +104,9 @@ class UNet(nn.Module):
             raise ValueError(f"unet: padding must be False (valid convolutions, the "
                              f"paper's) or True (size-preserving), got {padding!r}")
         self.padding = bool(padding)
-        c = base_channels
+        in_channels = positive_int("unet", "in_channels", in_channels)
+        num_classes = positive_int("unet", "num_classes", num_classes)
+        c = base_channels = positive_int("unet", "base_channels", base_channels)
         self.pool = nn.MaxPool2d(2, stride=2)
         self.enc1 = DoubleConv(in_channels, c, padding)
         self.enc2 = DoubleConv(c, 2 * c, padding)
