@@ -221,7 +221,7 @@ def test_segmentation_runs_end_to_end_and_resumes(tmp_path, capsys):
     (["--task", "segmentation", "--set", "oops"], "--set expects KEY=VALUE"),
     (["--task", "segmentation", "--set", "foo=1"], "could not be built with foo=1"),
     (["--task", "segmentation", "--set", "base_channels='abc'"],
-     "could not be built with base_channels='abc'"),
+     "unet: base_channels must be a positive integer, got 'abc'"),
     (["--task", "segmentation", "--dataset", "voc"], "pass --data-dir"),
 ])
 def test_segmentation_options_that_do_not_fit_are_refused(tmp_path, capsys, options,
