@@ -54,10 +54,9 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
         (N · d1 · d2 ...), weights or not, as torch does.
         dL/dx_i = s_i · (p_i Σ_c w_c q'_ic - w ⊙ q'_i),   dL/dq_i = -s_i (1 - ε) w ⊙ log p_i.
 
-    Pixel weights m (``pixel_weight``, a minicnn addition that torch's cross_entropy does not
-    have -- torch users multiply the 'none' map themselves; one non-negative number per
-    sample or pixel, the
-    target's shape (N, d1, d2, ...), e.g. U-Net's w(x) as (N, H, W); a constant, like w):
+    Pixel weights m (``pixel_weight``, minicnn's addition: torch's cross_entropy has none,
+    torch code multiplies the 'none' map itself; one non-negative number per sample or
+    pixel, the target's shape (N, d1, ...), e.g. U-Net's w(x) as (N, H, W); a constant):
         each loss_i above is multiplied by m_i, and so is its gradient s_i.
         'mean' divides Σ m_i loss_i by Σ m_i w[t_i] over the samples not ignored (Σ m_i for
         probability targets); 'sum' is Σ m_i loss_i; 'none' the map m_i loss_i. With
