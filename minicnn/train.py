@@ -22,7 +22,9 @@ The loop is the same for every task; a :class:`Task` says what differs:
 :class:`Classification` is the task of ``minicnn train``. It also trains models whose
 training-mode output is a namedtuple with auxiliary heads (GoogLeNet, Inception): the loss
 is the main head's plus ``aux_weight`` times each auxiliary head's. :class:`Segmentation`
-(``minicnn train --task segmentation``) scores every pixel and reports mean IoU.
+(``minicnn train --task segmentation``) scores every pixel and reports mean IoU;
+:class:`Detection` (``--task detection``) trains a detector that returns its own losses
+and reports the mean average precision of its boxes.
 
 The checkpoint is rewritten atomically after every epoch (``minicnn.save``). Resuming
 restores every piece of state that the next epoch depends on -- weights, optimizer
@@ -47,8 +49,8 @@ from . import backend
 from .autograd import Tensor, no_grad
 from .utils.serialization import CheckpointError, load, save
 
-__all__ = ["Trainer", "Task", "Classification", "Segmentation", "Mean", "Accuracy",
-           "load_checkpoint", "plot_curves", "plot_segmentation", "run_folder_lock", "holds_run", "TrainingDiverged", "RunFolderError",
+__all__ = ["Trainer", "Task", "Classification", "Segmentation", "Detection", "Mean",
+           "Accuracy", "load_checkpoint", "plot_curves", "plot_segmentation", "plot_detections", "run_folder_lock", "holds_run", "TrainingDiverged", "RunFolderError",
            "CHECKPOINT", "METRICS", "CURVES", "CONFIG"]
 
 CHECKPOINT, METRICS, CURVES, CONFIG = "checkpoint.npz", "metrics.jsonl", "curves.png", "config.json"
@@ -578,6 +580,56 @@ class Segmentation(Task):
                 self.ignore_index)
 
 
+class Detection(Task):
+    """Boxes and classes for the objects in an image, with torchvision's detector
+    convention: in training mode ``model(images, targets)`` returns a dict of losses
+    (YOLO's box, object, no-object and class terms; SSD's ``bbox_regression`` and
+    ``classification``) whose sum is minimised; in eval mode ``model(images)`` returns one
+    dict per image of ``boxes``, ``labels`` and ``scores``, scored over the epoch as the
+    mean average precision at IoU 0.5 (PASCAL VOC's all-point AP; objects marked
+    ``difficult`` ignored) by :class:`minicnn.metrics.DetectionMetric`. Training batches
+    give the losses only: the mAP is measured on the evaluation set.
+
+    A batch is ``(images, targets)`` as :func:`minicnn.data.detection_collate` makes it.
+    After each epoch, besides the curves, it draws ``predictions/epoch-NNN.png``: the
+    first images of the evaluation set with their true boxes and the predicted ones.
+
+    Args:
+        num_classes: the classes of the labels, counting the background (class 0).
+        class_names: a name per class for the picture (default the numbers).
+        coco: also report COCO's mAP@[.5:.95] (``map``), ten IoU thresholds.
+        preview: how many evaluation images the picture shows; ``min_score``: the
+            lowest score of a box it draws.
+    """
+
+    curves = ("map_50",)
+
+    def __init__(self, num_classes, class_names=None, coco=False, preview=4, min_score=0.3):
+        self.num_classes, self.coco = int(num_classes), bool(coco)
+        self.class_names = None if class_names is None else list(class_names)
+        self.preview, self.min_score = int(preview), float(min_score)
+        self._last_meter = None
+
+    def losses(self, model, batch, training):
+        images, targets = batch
+        if training:
+            return Task.total(model(images, targets)), None
+        return {}, model(images)
+
+    def metrics(self):
+        self._last_meter = _DetectionMeter(self.num_classes, self.coco, self.preview)
+        return self._last_meter
+
+    def draw(self, trainer, folder):
+        super().draw(trainer, folder)
+        meter = self._last_meter
+        if meter is not None and meter.examples:
+            os.makedirs(os.path.join(folder, "predictions"), exist_ok=True)
+            plot_detections(meter.examples, os.path.join(
+                folder, "predictions", f"epoch-{trainer.epoch:03d}.png"),
+                self.class_names, self.min_score)
+
+
 def _centre_to(masks, size):
     """The centre ``size`` of the masks (as U-Net's valid output covers the centre)."""
     H, W = masks.shape[-2:]
@@ -648,6 +700,43 @@ class _SegmentationMeter:
                                                "frequency_weighted_iou")}
 
 
+class _DetectionMeter:
+    """The epoch's matched detections per class (:class:`minicnn.metrics.DetectionMetric`)
+    and the first few images with their boxes, for the picture."""
+
+    def __init__(self, num_classes, coco, preview):
+        from .metrics import DetectionMetric
+        thresholds = tuple(0.5 + 0.05 * i for i in range(10)) if coco else (0.5,)
+        self.metric = DetectionMetric(num_classes, iou_thresholds=thresholds, coco=coco)
+        self.coco, self.preview, self.seen, self.examples = coco, preview, 0, []
+
+    def update(self, detections, batch):
+        if detections is None:          # a training batch: losses only
+            return
+        images, targets = batch
+        self.metric.update(detections, targets)
+        self.seen += len(detections)
+        for i in range(min(self.preview - len(self.examples), len(detections))):
+            host = {key: backend.to_device(_array(value), "cpu") for key, value in
+                    (("image", images[i]), ("boxes", targets[i]["boxes"]),
+                     ("labels", targets[i]["labels"]),
+                     ("predicted_boxes", detections[i]["boxes"]),
+                     ("predicted_labels", detections[i]["labels"]),
+                     ("scores", detections[i]["scores"]))}
+            self.examples.append(host)
+
+    def compute(self):
+        if not self.seen:
+            return {}
+        result = self.metric.compute()
+        keys = ("map_50", "map") if self.coco else ("map_50",)
+        return {k: float(result[k]) for k in keys}
+
+
+def _array(value):
+    return value.array if isinstance(value, Tensor) else value
+
+
 class _NoMetrics:
     def update(self, output, batch):
         pass
@@ -664,20 +753,25 @@ def _prefixed(prefix, results):
     return {f"{prefix}_{k}": v for k, v in results.items() if k != "correct"}
 
 
-_SHORT = {"accuracy": "acc", "pixel_accuracy": "pixel acc", "mean_iou": "mIoU"}
+_SHORT = {"accuracy": "acc", "pixel_accuracy": "pixel acc", "mean_iou": "mIoU",
+          "map_50": "mAP@0.5", "map": "mAP@[.5:.95]"}
+
+
+def _is_fraction(name):
+    """Accuracies, IoUs and average precisions are shown as percentages."""
+    return name.endswith("accuracy") or name.endswith("iou") or name.startswith("map")
 
 
 def _format(name, value):
-    """``loss 0.1234``, ``acc 97.50%``: fractions (accuracies, IoU) as percentages."""
+    """``loss 0.1234``, ``acc 97.50%``: fractions (accuracies, IoU, mAP) as percentages."""
     label = _SHORT.get(name, name.replace("_", " "))
-    if name.endswith("accuracy") or name.endswith("iou"):
+    if _is_fraction(name):
         return f"{label} {value:6.2%}"
     return f"{label} {value:.4f}"
 
 
 def _postfix(results, keys):
-    return {_SHORT.get(k, k): (f"{v:.2%}" if k.endswith("accuracy") or k.endswith("iou")
-                               else f"{v:.4f}")
+    return {_SHORT.get(k, k): (f"{v:.2%}" if _is_fraction(k) else f"{v:.4f}")
             for k, v in results.items() if k in keys}
 
 
@@ -734,19 +828,22 @@ def plot_curves(history, path, keys=("loss", "accuracy")):
         from matplotlib.ticker import MaxNLocator
     except ImportError:
         return False
-    keys = [k for k in keys if history and f"train_{k}" in history[0]]
+    keys = [k for k in keys if history and (f"train_{k}" in history[0]
+                                            or f"eval_{k}" in history[0])]
     if not keys:
         return False
     epochs = [m["epoch"] for m in history]
     figure = Figure(figsize=(4.5 * max(len(keys), 1), 3.6), layout="constrained")
     FigureCanvasAgg(figure)
     for ax, key in zip(figure.subplots(1, len(keys), squeeze=False)[0], keys):
-        ax.plot(epochs, [m[f"train_{key}"] for m in history], "o-", label="train")
+        if f"train_{key}" in history[0]:       # a detector's mAP is measured on test only
+            ax.plot(epochs, [m[f"train_{key}"] for m in history], "o-", label="train")
         if f"eval_{key}" in history[0]:
             ax.plot(epochs, [m[f"eval_{key}"] for m in history], "s-", label="test")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title({"mean_iou": "mean IoU"}.get(key, key.replace("_", " ")))
+        ax.set_title({"mean_iou": "mean IoU", "map_50": "mAP@0.5",
+                      "map": "mAP@[.5:.95]"}.get(key, key.replace("_", " ")))
         ax.grid(alpha=0.3)
         ax.legend()
     tmp = path + ".tmp.png"
@@ -798,5 +895,62 @@ def plot_segmentation(images, masks, predicted, num_classes, path, ignore_index=
                 axes[r, c].set_title(title)
     tmp = path + ".tmp.png"
     figure.savefig(tmp, dpi=90)
+    os.replace(tmp, path)
+    return True
+
+
+def plot_detections(examples, path, class_names=None, min_score=0.3):
+    """One row per example: the image with its true boxes, and with the predicted boxes
+    scoring at least ``min_score`` (label and score written on each), a colour per
+    class. ``examples``: dicts of host arrays ``image`` (C, H, W), ``boxes``, ``labels``,
+    ``predicted_boxes``, ``predicted_labels``, ``scores``. Written atomically as a PNG;
+    False when matplotlib is missing."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.patches import Rectangle
+    except ImportError:
+        return False
+    num_classes = 1 + max([int(np.max(e[k], initial=0)) for e in examples
+                           for k in ("labels", "predicted_labels")] + [0])
+    if class_names is not None:
+        num_classes = max(num_classes, len(class_names))
+    palette = _palette(num_classes)
+
+    def name(label):
+        label = int(label)
+        return class_names[label] if class_names and label < len(class_names) else str(label)
+
+    rows = len(examples)
+    figure = Figure(figsize=(4.6, 2.3 * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, 2, squeeze=False)
+    for r, example in enumerate(examples):
+        image = np.asarray(example["image"], dtype=np.float64)
+        image = (image - image.min()) / max(image.max() - image.min(), 1e-12)
+        image = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+        scores = np.asarray(example["scores"])
+        shown = scores >= min_score
+        panels = ((example["boxes"], example["labels"], None, "truth"),
+                  (np.asarray(example["predicted_boxes"])[shown],
+                   np.asarray(example["predicted_labels"])[shown], scores[shown],
+                   "prediction"))
+        for c, (boxes, labels, box_scores, title) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(image, cmap="gray" if image.ndim == 2 else None,
+                      interpolation="nearest")
+            for k, ((x1, y1, x2, y2), label) in enumerate(zip(np.asarray(boxes),
+                                                              np.asarray(labels))):
+                colour = palette[int(label) % num_classes]
+                ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False,
+                                       edgecolor=colour, linewidth=1.5))
+                text = name(label) if box_scores is None else \
+                    f"{name(label)} {float(box_scores[k]):.2f}"
+                ax.text(x1 - 0.5, y1 - 1, text, color=colour, fontsize=6, va="bottom")
+            ax.set_axis_off()
+            if r == 0:
+                ax.set_title(title)
+    tmp = path + ".tmp.png"
+    figure.savefig(tmp, dpi=100)
     os.replace(tmp, path)
     return True
