@@ -18,6 +18,9 @@ gradient that flow through the mean and through the variance.)
 LRN has no statistics: each activation is divided by a power of the sum of squares over a
 window of neighbours (``kernels/lrn.py`` does the window sums).
 
+normalize (at the end of the file) divides each vector along a dimension by its p-norm
+(SSD's L2 normalisation of conv4_3).
+
 On the CPU, batch_norm of float32/float64 NumPy arrays runs the same formulas in compiled
 loops (``kernels/numba_norm.py``, chosen by ``kernels/dispatch.py``; off with
 ``MINICNN_KERNELS=reference``).
@@ -35,7 +38,7 @@ from ..autograd import Function, Tensor, as_tensor
 from ._checks import float_input, positive_int
 
 __all__ = ["batch_norm", "layer_norm", "group_norm", "local_response_norm",
-           "local_response_norm_spatial"]
+           "local_response_norm_spatial", "normalize"]
 
 
 # ===================================================================== batch_norm
@@ -456,3 +459,95 @@ def _affine(op, x, weight, bias, shape, what):
                             f"{x.dtype}")
         out.append(value)
     return out
+
+
+# ====================================================================== normalize
+
+def normalize(input, p=2.0, dim=1, eps=1e-12):
+    """Scale each vector along ``dim`` to unit p-norm, as ``torch.nn.functional.normalize``:
+
+        y = x / max(‖x‖_p, eps),   ‖x‖_p = (Σ_j |x_j|^p)^(1/p) over ``dim``  (max |x_j| for
+                                                                          p = inf)
+
+    ``eps`` keeps an all-zero vector at zero instead of dividing by 0. SSD rescales VGG's
+    conv4_3 map this way per position (across channels, ``dim=1``) before a learned
+    per-channel scale (Liu et al. 2016, §3.1; ParseNet, Liu, Rabinovich & Berg 2015).
+
+    Shapes: input of any shape with at least one dimension; output as input.
+    ``p`` a positive number or ``inf`` (torch also takes p <= 0, which minicnn refuses).
+
+    Gradient, with d = max(n, eps), n = ‖x‖_p and s = Σ_j g_j x_j along ``dim``:
+
+        dx_i = g_i / d - s / d² · ∂n/∂x_i · [n >= eps],
+        ∂n/∂x_i = sign(x_i) |x_i|^(p-1) / n^(p-1)    (x_i / n for p = 2, sign(x_i) for p = 1)
+
+    taken as 0 where n = 0 or x_i = 0, and for p = inf sign(x_i) shared equally among the
+    entries with |x_i| = n (torch's conventions; its clamp passes the gradient at n = eps).
+    """
+    x = float_input("normalize", input)
+    if x.ndim == 0:
+        raise ValueError("normalize: expected an input with at least one dimension, got a "
+                         "0-d tensor")
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not p > 0:
+        raise ValueError(f"normalize: p must be a positive number or inf, got {p!r}")
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"normalize: dim must be an int, got {dim!r}")
+    if not -x.ndim <= dim < x.ndim:
+        raise IndexError(f"normalize: dim {dim} is out of range for an input of shape "
+                         f"{tuple(x.shape)} (expected in [{-x.ndim}, {x.ndim - 1}])")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or eps < 0:
+        raise ValueError(f"normalize: eps must be a non-negative number, got {eps!r}")
+    return Normalize(float(p), int(dim) % x.ndim, float(eps))(x)
+
+
+class Normalize(Function):
+    def __init__(self, p, dim, eps):
+        self.p, self.dim, self.eps = p, dim, eps
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        norm = _vector_norm(xp, x, self.p, self.dim)           # (.., 1, ..): kept dim
+        denom = xp.maximum(norm, xp.asarray(self.eps, dtype=x.dtype))
+        if self.needs_input_grad[0]:
+            self.x, self.norm, self.denom = x, norm, denom
+        return x / denom
+
+    def backward(self, g):
+        xp = backend.get_array_module(g)
+        x, norm, denom = self.x, self.norm, self.denom
+        # through the division by d, then through d = max(n, eps) into n = ‖x‖_p
+        gnorm = -(g * x).sum(axis=self.dim, keepdims=True) / (denom * denom)
+        gnorm = xp.where(norm >= self.eps, gnorm, 0)
+        return g / denom + gnorm * _vector_norm_grad(xp, x, norm, self.p, self.dim)
+
+
+def _vector_norm(xp, x, p, dim):
+    """‖x‖_p along ``dim`` with that dimension kept (size 1)."""
+    a = xp.abs(x)
+    if math.isinf(p):
+        return a.max(axis=dim, keepdims=True) if x.shape[dim] else \
+            xp.zeros_like(a.sum(axis=dim, keepdims=True))
+    if p == 2:
+        return xp.sqrt((x * x).sum(axis=dim, keepdims=True))
+    if p == 1:
+        return a.sum(axis=dim, keepdims=True)
+    return (a ** p).sum(axis=dim, keepdims=True) ** (1 / p)
+
+
+def _vector_norm_grad(xp, x, norm, p, dim):
+    """∂‖x‖_p/∂x (same shape as x), 0 where the norm is 0 (torch's choice there)."""
+    safe = xp.where(norm == 0, 1, norm)                  # no 0/0; masked below
+    if math.isinf(p):
+        # the maximum's gradient, shared equally among tied entries (as torch)
+        at_max = (xp.abs(x) == norm).astype(x.dtype)
+        grad = xp.sign(x) * at_max / xp.maximum(at_max.sum(axis=dim, keepdims=True), 1)
+    elif p == 2:
+        grad = x / safe
+    elif p == 1:
+        grad = xp.sign(x)
+    else:
+        a = xp.abs(x)
+        # |x|^(p-1) is taken as 0 at x = 0 (for p < 1 it would be infinite)
+        powered = xp.where(a == 0, 0, xp.where(a == 0, 1, a) ** (p - 1))
+        grad = xp.sign(x) * powered / safe ** (p - 1)
+    return xp.where(norm == 0, 0, grad)

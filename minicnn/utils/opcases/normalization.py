@@ -1,6 +1,6 @@
 """Cases for the normalisation ops: local response norm (across channels and within a
 channel), batch norm (training and eval, small batches, running statistics), layer norm
-and group norm.
+and group norm; the p-norm normalisation (F.normalize).
 
 Hyper-parameters are chosen so that every term of a backward pass matters: LRN with α
 near 1 (with torch's default α = 1e-4 the window term is invisible next to the identity
@@ -121,3 +121,17 @@ for _shape, _groups in (((2, 6, 2, 2), 3), ((2, 4, 3), 1), ((2, 4, 2, 2), 4), ((
              _normal(_shape, (_shape[1],), (_shape[1],)),
              lambda x, w, b, g=_groups: F.group_norm(x, g, w, b),
              lambda x, w, b, g=_groups: _torch_f().group_norm(x, g, w, b))
+
+
+# ------------------------------------------------------------------- normalize (p-norm)
+
+for _p, _dim, _shape in ((2.0, 1, (2, 5, 3, 2)), (2.0, -1, (3, 4)), (1.0, 1, (2, 4, 3)),
+                         (3.0, 0, (4, 3)), (float("inf"), 1, (2, 6, 2))):
+    register("normalize", f"{_shape} p={_p} dim={_dim}", _normal(_shape),
+             lambda x, p=_p, d=_dim: F.normalize(x, p=p, dim=d),
+             lambda x, p=_p, d=_dim: _torch_f().normalize(x, p=p, dim=d))
+# eps = 0.6 clamps the norm of the scaled-down second row (its gradient through n is cut)
+register("normalize", "(2,3) dim=1 eps=0.6 one row clamped",
+         lambda rng: [rng.standard_normal((2, 3)) * [[1.0], [0.1]]],
+         lambda x: F.normalize(x, dim=1, eps=0.6),
+         lambda x: _torch_f().normalize(x, dim=1, eps=0.6))
