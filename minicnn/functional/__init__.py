@@ -29,3 +29,4 @@ from .dropout import *          # noqa: F401,F403
 from .loss import *             # noqa: F401,F403
 from .vision import *           # noqa: F401,F403
 from .conversion import *       # noqa: F401,F403
+from .detection import *        # noqa: F401,F403
