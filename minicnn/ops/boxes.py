@@ -232,17 +232,17 @@ def _greedy_nms(boxes, scores, iou_threshold, categories=None):
 
 
 def _descending_order(scores):
-    """Indices sorting ``scores`` in decreasing order, stably (ties: lower index first),
-    NaN first, as torch's ``sort(descending=True, stable=True)``.
+    """Indices sorting ``scores`` along its last axis in decreasing order, stably (ties:
+    lower index first), NaN first, as torch's ``sort(descending=True, stable=True)``.
 
     An ascending stable sort of the reversed array, read backwards: ties come out in
     increasing original index, NaN (sorted last ascending) comes first, and it works for
     unsigned integers, which negation would wrap.
     """
     xp = backend.get_array_module(scores)
-    n = scores.shape[0]
-    ascending = xp.argsort(scores[::-1], kind="stable")
-    return (n - 1 - ascending)[::-1].astype(xp.int64)
+    n = scores.shape[-1]
+    ascending = xp.argsort(scores[..., ::-1], axis=-1, kind="stable")
+    return (n - 1 - ascending)[..., ::-1].astype(xp.int64)
 
 
 def _nms_inputs(op, boxes, scores, iou_threshold):
