@@ -164,15 +164,14 @@ def batched_nms(boxes, scores, idxs, iou_threshold):
     a box is only suppressed by a kept box of the same ``idxs`` value.
 
     Returns the int64 indices kept, by decreasing score over all categories (equal scores:
-    lower index first): the same as running ``nms`` on each category and merging the kept
-    indices by score.
+    lower index first): ``nms`` run on each category, the kept indices merged by score.
 
-    NOTE: torchvision gets this by shifting each category's boxes by idx·(max coordinate
-    + 1) so that categories cannot overlap, then one ``nms`` (for small inputs; per-class
-    ``nms`` for large ones). Here the category test sits inside the greedy loop instead:
-    one pass, the same answer in exact arithmetic, without the offset's rounding of large
-    float32 coordinates and without its assumption that coordinates are non-negative
-    (with negative coordinates, shifted boxes of two categories can still overlap).
+    NOTE: this is torchvision's path for large inputs (``_batched_nms_vanilla``). For small
+    ones it shifts each category's boxes by idx·(max coordinate + 1) instead and runs one
+    ``nms``: the same answer in exact arithmetic, but the shift rounds large float32
+    coordinates and assumes coordinates >= 0 (with negative ones, shifted boxes of two
+    categories can still overlap). Per category is also faster here: the greedy loop costs
+    kept × candidates, which splitting divides by about the number of categories.
 
     Shape: boxes (K, 4) xyxy, scores (K,), idxs (K,) integer categories -> (K',).
     """
@@ -184,17 +183,24 @@ def batched_nms(boxes, scores, idxs, iou_threshold):
     if categories.shape != s.shape:
         raise ValueError(f"{op}: expected idxs of shape ({s.shape[0]},), one category per "
                          f"box, got shape {tuple(categories.shape)}")
-    if categories.dtype.kind not in "biuf":
-        raise TypeError(f"{op}: idxs must hold numbers (categories), got dtype "
+    if categories.dtype.kind not in "biu":
+        raise TypeError(f"{op}: idxs must hold integer categories, got dtype "
                         f"{categories.dtype}")
-    return _like(was_tensor, _greedy_nms(b, s, thr, categories))
+    xp = backend.get_array_module(b)
+    if b.shape[0] == 0:
+        return _like(was_tensor, xp.zeros((0,), dtype=xp.int64))
+    kept = []
+    for category in xp.unique(categories):
+        members = xp.nonzero(categories == category)[0]
+        kept.append(members[_greedy_nms(b[members], s[members], thr)])
+    kept = xp.sort(xp.concatenate(kept))                  # by index, then stably by score
+    return _like(was_tensor, kept[_descending_order(s[kept])].astype(xp.int64))
 
 
 # ----------------------------------------------------------------------- the greedy loop
 
-def _greedy_nms(boxes, scores, iou_threshold, categories=None):
-    """Kept indices (int64) of greedy NMS; ``categories`` limits suppression to boxes of
-    the same category.
+def _greedy_nms(boxes, scores, iou_threshold):
+    """Kept indices (int64) of greedy NMS, by decreasing score.
 
     One pass over the boxes in visiting order that shrinks the list of candidates: the first
     candidate is kept, and every later candidate it suppresses is dropped. The loop runs once
@@ -210,7 +216,6 @@ def _greedy_nms(boxes, scores, iou_threshold, categories=None):
     x1, y1, x2, y2 = (xp.ascontiguousarray(b[:, k]) for k in range(4))
     with _quiet(xp):
         area = (x2 - x1) * (y2 - y1)
-    c = None if categories is None else categories[order]
     zero = xp.zeros((), dtype=b.dtype)
     candidates = xp.arange(n)
     kept = []
@@ -225,8 +230,6 @@ def _greedy_nms(boxes, scores, iou_threshold, categories=None):
             inter = xp.where(w > 0, w, zero) * xp.where(h > 0, h, zero)
             iou = inter / (area[i] + area[rest] - inter)
             suppressed = iou.astype(xp.float64) > iou_threshold
-            if c is not None:
-                suppressed &= c[rest] == c[i]
             candidates = rest[~suppressed]
     return order[xp.concatenate(kept)]
 

@@ -15,7 +15,7 @@ import numbers
 from .. import backend
 from ..autograd import Tensor
 from ..creation import randperm
-from .boxes import _array, _descending_order, _like, _quiet, _same_device
+from .boxes import _array, _boxes, _descending_order, _like, _quiet, _same_device
 
 __all__ = ["BoxCoder", "Matcher", "SSDMatcher", "BalancedPositiveNegativeSampler",
            "hard_negative_mask"]
@@ -398,13 +398,9 @@ def _float(dtype):
 
 
 def _coded_boxes(value, name, op):
-    a = _array(value, name, op)
-    if a.ndim != 2 or a.shape[1] != 4:
-        raise ValueError(f"{op}: expected {name} of shape (K, 4), one (x1, y1, x2, y2) box "
-                         f"per row, got shape {tuple(a.shape)}")
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{op}: {name} must hold real numbers, got dtype {a.dtype}")
-    return a
+    """(K, 4) boxes of real numbers; their order is not checked (a degenerate proposal
+    encodes to inf, as in torch)."""
+    return _boxes(value, op, name, ordered=False)
 
 
 def _box_list(values, name, op):

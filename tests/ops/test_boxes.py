@@ -286,8 +286,9 @@ def test_batched_nms_hand_case_and_negative_coordinates():
     scores = np.array([0.9, 0.8, 0.7, 0.6])
     # box 1 is suppressed by box 0 (same class); box 2 is another class, kept
     assert ops.batched_nms(boxes, scores, np.array([0, 0, 1, 0]), 0.5).tolist() == [0, 2, 3]
-    # with a negative box, idx·(max + 1) offsets would make class 1's box at -30+11 = -19
-    # overlap nothing wrongly; here the categories never interact whatever the coordinates
+    # negative coordinates: torchvision's small-input offset idx·(max + 1) = 11 would move
+    # class 1's box onto class 0's [0, 0, 10, 10] and its single nms would drop box 1;
+    # per category, both stay
     shifted = np.array([[-11, -11, -1, -1], [0, 0, 10, 10.0]])
     assert ops.batched_nms(shifted, np.array([0.9, 0.8]), np.array([1, 0]), 0.1).tolist() == [0, 1]
 
@@ -356,6 +357,8 @@ def test_bad_input_errors_name_the_op():
         ops.nms(np.tile(good, (2, 1)), np.ones(3), 0.5)
     with pytest.raises(ValueError, match=r"nms: expected scores of shape \(1,\).*\(1, 1\)"):
         ops.nms(good, np.ones((1, 1)), 0.5)
+    with pytest.raises(TypeError, match="batched_nms: idxs must hold integer categories"):
+        ops.batched_nms(good, np.ones(1), np.zeros(1), 0.5)
     with pytest.raises(ValueError, match=r"batched_nms: expected idxs of shape \(1,\)"):
         ops.batched_nms(good, np.ones(1), np.zeros(2), 0.5)
     with pytest.raises(TypeError, match="nms: iou_threshold must be a number"):
