@@ -214,12 +214,11 @@ def _greedy_nms(boxes, scores, iou_threshold):
     order = _descending_order(scores)
     b = boxes[order]                                           # boxes in visiting order
     x1, y1, x2, y2 = (xp.ascontiguousarray(b[:, k]) for k in range(4))
-    with _quiet(xp):
-        area = (x2 - x1) * (y2 - y1)
     zero = xp.zeros((), dtype=b.dtype)
     candidates = xp.arange(n)
     kept = []
     with _quiet(xp):                    # 0 / 0 and inf - inf give NaN, as in torch
+        area = (x2 - x1) * (y2 - y1)
         while candidates.shape[0]:
             i, rest = candidates[:1], candidates[1:]           # i: shape (1,), on the device
             kept.append(i)
