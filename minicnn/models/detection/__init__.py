@@ -5,3 +5,4 @@ the input image's pixels), ``labels`` and ``scores``.
 from .transform import *    # noqa: F401,F403
 from .yolo import *         # noqa: F401,F403
 from .ssd import *          # noqa: F401,F403
+from .sliding_window import *   # noqa: F401,F403
