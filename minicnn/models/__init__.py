@@ -17,6 +17,8 @@ from .transfer import *     # noqa: F401,F403
 from ._utils import IntermediateLayerGetter                            # noqa: F401
 from . import segmentation                                             # noqa: F401
 from .segmentation import fcn32s, fcn16s, fcn8s, fcn_resnet50, unet    # noqa: F401
+from . import detection                                                # noqa: F401
+from .detection import yolo_v1, yolo_v1_small                          # noqa: F401
 
 _CIFAR, _IMAGENET = (3, 32, 32), (3, 224, 224)
 
@@ -49,20 +51,30 @@ _SEGMENTERS = {
     "unet": (unet, (1, 572, 572)),                         # the paper's input tile
 }
 
+# detectors take ``image_size`` too: YOLO's fully connected head and SSD's default boxes
+# are laid out for one input size
+_DETECTORS = {
+    "yolo_v1": (yolo_v1, (3, 448, 448)),                   # the paper's input
+    "yolo_v1_small": (yolo_v1_small, (3, 64, 64)),         # the generated shapes
+}
+
 _ZOO = {name: (builder, size, task)
-        for task, table in (("classification", _CLASSIFIERS), ("segmentation", _SEGMENTERS))
+        for task, table in (("classification", _CLASSIFIERS), ("segmentation", _SEGMENTERS),
+                            ("detection", _DETECTORS))
         for name, (builder, size) in table.items()}
 
 #: every model of the zoo by name: ``MODELS["resnet20"](num_classes=10)``
 MODELS = {name: builder for name, (builder, _, _) in _ZOO.items()}
 
-TASKS = ("classification", "segmentation")
+TASKS = ("classification", "segmentation", "detection")
 
 
 def list_models(task=None):
     """The names of the zoo's models, in reading order; ``task`` keeps those of one task
     (``"classification"``: logits ``(N, classes)``; ``"segmentation"``: scores
-    ``(N, classes, H, W)`` or torchvision's dict with ``"out"``)."""
+    ``(N, classes, H, W)`` or torchvision's dict with ``"out"``; ``"detection"``: in
+    eval mode one dict of ``boxes``, ``labels``, ``scores`` per image, in training mode
+    a dict of losses)."""
     if task is not None and task not in TASKS:
         raise ValueError(f"list_models: task must be one of {', '.join(TASKS)}, got {task!r}")
     return [name for name, (_, _, t) in _ZOO.items() if task is None or t == task]

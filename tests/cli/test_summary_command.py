@@ -71,6 +71,10 @@ def test_every_listed_model_builds_and_runs_at_its_input_size(name):
     assert len(outputs) == 1
     if models.model_task(name) == "classification":
         assert tuple(outputs[0].shape) == (1, 7)
+    elif models.model_task(name) == "detection":     # eval mode: one dict per image
+        assert len(outputs[0]) == 1
+        assert {"boxes", "labels", "scores"} <= set(outputs[0][0])
+        assert outputs[0][0]["boxes"].shape[1:] == (4,)
     else:                                   # scores per pixel, alone or as torchvision's dict
         scores = outputs[0]["out"] if isinstance(outputs[0], dict) else outputs[0]
         assert tuple(scores.shape[:2]) == (1, 7) and len(scores.shape) == 4
