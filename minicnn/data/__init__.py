@@ -8,7 +8,8 @@
 """
 from .dataset import Dataset, TensorDataset, Subset, ConcatDataset, random_split
 from .dataloader import DataLoader, default_collate
-from . import datasets, transforms, joint_transforms
+from . import datasets, transforms, joint_transforms, detection_transforms
+from .detection_transforms import detection_collate
 from .joint_transforms import (JointCompose, ToTensorPair, JointNormalize, ImageOnly,
                                JointRandomHorizontalFlip, JointRandomVerticalFlip,
                                JointRandomCrop, JointCenterCrop, JointResize,
@@ -17,7 +18,8 @@ from .elastic import ElasticTransform, elastic_transform
 from .weight_map import unet_weight_map
 
 __all__ = ["Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split",
-           "DataLoader", "default_collate", "datasets", "transforms", "joint_transforms",
+           "DataLoader", "default_collate", "detection_collate", "datasets", "transforms",
+           "joint_transforms", "detection_transforms",
            "JointCompose", "ToTensorPair", "JointNormalize", "ImageOnly",
            "JointRandomHorizontalFlip", "JointRandomVerticalFlip", "JointRandomCrop",
            "JointCenterCrop", "JointResize", "JointRandomRotation", "JointElasticTransform",

@@ -1,6 +1,7 @@
 """Data sets: offline ones (scikit-learn's digits, generated shapes, generated shapes with
-masks) and readers for files the user already has (MNIST, Fashion-MNIST, CIFAR-10/100,
-ImageFolder, PASCAL VOC and Cityscapes segmentation). Nothing here downloads."""
+masks or with boxes) and readers for files the user already has (MNIST, Fashion-MNIST,
+CIFAR-10/100, ImageFolder, PASCAL VOC segmentation and detection, Cityscapes
+segmentation). Nothing here downloads."""
 from .digits import Digits
 from .synthetic import SyntheticShapes
 from .mnist import MNIST, FashionMNIST, read_idx
@@ -8,12 +9,13 @@ from .cifar import CIFAR10, CIFAR100
 from .folder import ImageFolder, IMG_EXTENSIONS
 from ._files import RefusedPickleError, safe_pickle_load
 from .segmentation import ShapesSegmentation
+from .detection import ShapesDetection
 from .voc import VOCSegmentation, VOC_CLASSES, voc_colormap
 from .cityscapes import (Cityscapes, CITYSCAPES_LABELS, CITYSCAPES_TRAIN_CLASSES,
                          label_to_train_id)
 
 __all__ = ["Digits", "SyntheticShapes", "MNIST", "FashionMNIST", "read_idx", "CIFAR10",
            "CIFAR100", "ImageFolder", "IMG_EXTENSIONS", "RefusedPickleError",
-           "safe_pickle_load", "ShapesSegmentation", "VOCSegmentation", "VOC_CLASSES",
-           "voc_colormap", "Cityscapes", "CITYSCAPES_LABELS", "CITYSCAPES_TRAIN_CLASSES",
-           "label_to_train_id"]
+           "safe_pickle_load", "ShapesSegmentation", "ShapesDetection", "VOCSegmentation",
+           "VOC_CLASSES", "voc_colormap", "Cityscapes", "CITYSCAPES_LABELS",
+           "CITYSCAPES_TRAIN_CLASSES", "label_to_train_id"]
