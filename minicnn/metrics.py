@@ -1,21 +1,29 @@
 """Evaluation metrics: accuracy, top-k accuracy, confusion matrix, per-class precision and
-recall, box IoU, non-maximum suppression, segmentation mIoU, ROC curve and AUC, and the
-streaming segmentation scores of a whole data set (:class:`SegmentationMetric`).
+recall, segmentation mIoU, ROC curve and AUC, the streaming segmentation scores of a whole
+data set (:class:`SegmentationMetric`), and object detection's average precision: PASCAL
+VOC's matching and AP (all-point and the 11-point VOC2007 form), mAP at IoU 0.5 and COCO's
+mAP@[.5:.95], streaming over a data set (:class:`DetectionMetric`).
 
 Metrics are not differentiated, so they work on plain arrays: each accepts minicnn Tensors
-or NumPy/CuPy arrays and returns Python numbers or host NumPy arrays.
+or NumPy/CuPy arrays and returns Python numbers or host NumPy arrays. ``box_iou`` and
+``nms`` are :mod:`minicnn.ops`' (torchvision's semantics; they keep the inputs' kind and
+device), re-exported here under their old names.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from .autograd import Tensor
 from . import backend
+from .ops import box_iou, nms       # the detection boxes' IoU and NMS live in ops
 
 __all__ = ["accuracy", "topk_accuracy", "confusion_matrix", "precision_recall",
-           "box_iou", "nms", "mean_iou", "SegmentationMetric", "roc_curve", "roc_auc"]
+           "box_iou", "nms", "mean_iou", "SegmentationMetric", "roc_curve", "roc_auc",
+           "DetectionMatch", "match_detections", "average_precision",
+           "mean_average_precision", "DetectionMetric"]
 
 
 def _host(value, name, op):
@@ -75,44 +83,6 @@ def precision_recall(pred, target, num_classes):
         precision = np.where(m.sum(0) > 0, tp / m.sum(0), 0.0)
         recall = np.where(m.sum(1) > 0, tp / m.sum(1), 0.0)
     return precision, recall
-
-
-def box_iou(boxes1, boxes2):
-    """IoU of every pair of boxes given as (x1, y1, x2, y2): an (N, M) matrix.
-
-    IoU = area(A ∩ B) / area(A ∪ B), as ``torchvision.ops.box_iou``.
-    """
-    a = _host(boxes1, "boxes1", "box_iou").astype(np.float64).reshape(-1, 4)
-    b = _host(boxes2, "boxes2", "box_iou").astype(np.float64).reshape(-1, 4)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
-
-
-def nms(boxes, scores, iou_threshold):
-    """Greedy non-maximum suppression: keep the best box, drop every box overlapping it by
-    more than ``iou_threshold``, repeat. Returns kept indices by decreasing score, as
-    ``torchvision.ops.nms``."""
-    boxes = _host(boxes, "boxes", "nms").astype(np.float64).reshape(-1, 4)
-    scores = _host(scores, "scores", "nms").astype(np.float64).ravel()
-    if scores.shape[0] != boxes.shape[0]:
-        raise ValueError(f"nms: {boxes.shape[0]} boxes but {scores.shape[0]} scores")
-    order = np.argsort(-scores, kind="stable")
-    ious = box_iou(boxes, boxes)
-    suppressed = np.zeros(len(order), dtype=bool)
-    keep = []
-    for i in order:
-        if suppressed[i]:
-            continue
-        keep.append(int(i))
-        suppressed |= ious[i] > iou_threshold
-    return np.array(keep, dtype=np.int64)
 
 
 def mean_iou(pred, target, num_classes, ignore_index=None):
@@ -300,3 +270,550 @@ def roc_auc(scores, labels):
     """Area under the ROC curve (trapezoids; ties handled as sklearn does)."""
     fpr, tpr, _ = roc_curve(scores, labels)
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+# ====================================================================== object detection
+#
+# Every choice below that a reference implementation makes differently is named where it
+# is made; the class docstring of DetectionMetric collects them.
+
+#: COCO's ten IoU thresholds 0.50, 0.55, ..., 0.95 (as exact decimals: pycocotools' linspace
+#: makes the ninth 0.8999999999999999)
+COCO_IOU_THRESHOLDS = tuple((50 + 5 * i) / 100 for i in range(10))
+#: COCO's 101 recall thresholds 0, 0.01, ..., 1 and its detections per image and class
+_COCO_RECALLS = np.arange(101) / 100
+_COCO_MAX_DETECTIONS = 100
+
+
+class DetectionMatch(NamedTuple):
+    """What :func:`match_detections` found for one image and one class.
+
+    ``order``: the prediction indices by decreasing score (equal scores keep their input
+    order); ``tp``, ``fp``: bool flags, in that order (a prediction matched to a
+    ``difficult`` object has neither); ``gt_index``: the ground truth each prediction was
+    matched to (its best-overlapping object, even when that one was taken and the prediction
+    is a false positive; -1 when its best IoU is under the threshold or there is none);
+    ``num_gt``: the number of objects that count (not ``difficult``)."""
+    order: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    gt_index: np.ndarray
+    num_gt: int
+
+
+def match_detections(pred_boxes, pred_scores, gt_boxes, iou_threshold=0.5, difficult=None):
+    """PASCAL VOC's assignment of one image's predictions of one class to its objects of
+    that class (the devkit's ``VOCevaldet.m``; py-faster-rcnn's ``voc_eval``).
+
+    The predictions are visited by decreasing score; each is compared with the object it
+    overlaps most (highest IoU; among equal IoUs the first object). If that IoU is at least
+    ``iou_threshold`` the prediction is
+
+    * ignored (neither TP nor FP) when that object is ``difficult``,
+    * a true positive when the object is not yet taken (it is taken now),
+    * a false positive (a duplicate) when an earlier prediction took it, even if another
+      free object overlaps this prediction enough: VOC does not look further;
+
+    otherwise (or with no object at all) it is a false positive.
+
+    Conventions. The test is IoU >= threshold, as the devkit's MATLAB code and the seed's
+    "IoU >= 1/2"; py-faster-rcnn's ``voc_eval`` writes ``ovmax > ovthresh``, so an IoU of
+    exactly 0.5 is a miss there and a hit here. Equal scores keep their input order (the
+    devkit's MATLAB ``sort`` is stable; ``voc_eval``'s ``np.argsort`` is not guaranteed to
+    be). IoU is torchvision's :func:`minicnn.ops.box_iou` on continuous coordinates (the
+    contract of every detector here); the devkit counts pixels inclusively
+    (``x2 - x1 + 1``), which raises IoUs slightly, most for small boxes. Two zero-area
+    boxes have IoU 0 here (0 / 0 in box_iou).
+
+    Args:
+        pred_boxes: (D, 4) xyxy; pred_scores: (D,); gt_boxes: (G, 4) xyxy.
+        iou_threshold: in (0, 1]. difficult: (G,) bools, or None for none difficult.
+
+    Returns a :class:`DetectionMatch` (order, tp, fp, gt_index, num_gt).
+    """
+    op = "match_detections"
+    threshold = _iou_threshold(iou_threshold, op, "iou_threshold")
+    boxes = _box_array(_host(pred_boxes, "pred_boxes", op), "pred_boxes", op)
+    scores = _score_array(_host(pred_scores, "pred_scores", op), len(boxes), "pred_scores",
+                          op)
+    gt = _box_array(_host(gt_boxes, "gt_boxes", op), "gt_boxes", op)
+    difficult = _difficult_array(None if difficult is None else _host(difficult, "difficult",
+                                                                      op), len(gt), op)
+    order = _by_score(scores)
+    iou = _iou(boxes[order], gt)
+    tp, fp, best = _voc_match(iou, difficult, np.array([threshold]))
+    reached = best >= 0
+    reached[reached] = iou[reached, best[reached]] >= threshold
+    return DetectionMatch(order, tp[:, 0], fp[:, 0], np.where(reached, best, -1),
+                          int((~difficult).sum()))
+
+
+def average_precision(recall, precision, use_07_metric=False):
+    """The area under a precision/recall curve, as PASCAL VOC computes it (``voc_ap``).
+
+    ``recall`` and ``precision`` are the values after each prediction in decreasing score
+    order (recall TP/num_gt and precision TP/(TP+FP) of the predictions so far).
+
+    * All-point (VOC2010 on, the default): the precision envelope p̂(r) = max precision at
+      any recall >= r, summed over the recall steps: Σ_k (r_k - r_{k-1}) · p̂(r_k), with
+      r_0 = 0 (a curve that never reaches recall 1 gets nothing past its last recall).
+    * ``use_07_metric`` (VOC2007's 11 points): the mean over t = 0, 0.1, ..., 1 of the
+      highest precision at recall >= t (0 where the recall never reaches t).
+
+    NOTE: the eleven t are the exact decimals k/10, so a recall of exactly 0.3 counts for
+    t = 0.3. py-faster-rcnn's ``np.arange(0., 1.1, 0.1)`` holds 0.30000000000000004,
+    0.6000000000000001 and 0.7000000000000001, for which it does not (only curves whose
+    recall lands exactly on those values differ).
+
+    Shape: recall (D,), precision (D,) -> a float.
+    """
+    op = "average_precision"
+    recall = _host(recall, "recall", op).astype(np.float64)
+    precision = _host(precision, "precision", op).astype(np.float64)
+    if recall.ndim != 1 or precision.shape != recall.shape:
+        raise ValueError(f"{op}: expected recall and precision of one shape (D,), got "
+                         f"{recall.shape} and {precision.shape}")
+    if use_07_metric:
+        total = 0.0
+        for t in np.arange(11) / 10:
+            reached = recall >= t
+            total += float(precision[reached].max()) if reached.any() else 0.0
+        return total / 11
+    mrec = np.concatenate(([0.0], recall, [1.0]))
+    mpre = np.concatenate(([0.0], precision, [0.0]))
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]         # the envelope, from the right
+    step = np.nonzero(mrec[1:] != mrec[:-1])[0]            # where the recall moves
+    return float(np.sum((mrec[step + 1] - mrec[step]) * mpre[step + 1]))
+
+
+def mean_average_precision(detections, targets, num_classes, iou_threshold=0.5,
+                           use_07_metric=False):
+    """PASCAL VOC's mean average precision of a whole set of images in one call:
+    ``(mAP, per-class AP)``, the AP NaN for the background (class 0) and for classes without
+    an object that counts, which the mean leaves out. See :class:`DetectionMetric` (this is
+    its ``update`` then ``compute`` on all the images)."""
+    op = "mean_average_precision"
+    threshold = _iou_threshold(iou_threshold, op, "iou_threshold")
+    _num_classes(num_classes, op)
+    metric = DetectionMetric(num_classes, iou_thresholds=(threshold,),
+                             use_07_metric=use_07_metric)
+    metric._check_and_add(detections, targets, op)
+    ap = metric._voc_ap()[metric.iou_thresholds.index(threshold)]
+    return _mean_over_classes(ap, metric.num_gt), ap
+
+
+class DetectionMetric:
+    """Object detection's average precision over a data set, streaming: PASCAL VOC's mAP at
+    IoU 0.5 and, with ``coco=True``, COCO's mAP@[.5:.95].
+
+    Each :meth:`update` matches a batch's predictions to its objects image by image and
+    class by class (:func:`match_detections`) and keeps, per class, the scores and TP/FP
+    flags of the predictions and the number of objects that count; the images and boxes
+    are not kept. :meth:`compute` sorts each class's predictions by score over the whole
+    set and computes the precision/recall curve and its area (:func:`average_precision`).
+
+    Inputs, per image (torchvision's detection convention): a detection dict ``boxes``
+    (D, 4) xyxy, ``labels`` (D,) int, ``scores`` (D,); a target dict ``boxes`` (G, 4),
+    ``labels`` (G,), optionally ``difficult`` (G,) bool. Labels are in [0, num_classes);
+    class 0 is the background and is never scored (boxes labelled 0 are skipped). Tensors
+    (on the CPU or a GPU) or arrays: on a GPU each field is joined over the batch's images
+    on its device and copied to the host once per update (a few small copies per batch;
+    the matching runs on the host).
+
+    Results of :meth:`compute`, a dict:
+
+    * ``map_50``: the mean over classes of VOC's AP at IoU >= 0.5 (all-point, or the
+      11-point VOC2007 form with ``use_07_metric``);
+    * ``ap_per_class``: that AP per class (a list of num_classes floats);
+    * ``map_75`` etc.: the same mAP at each other threshold of ``iou_thresholds`` (the
+      key is the threshold in hundredths; 0.5 is always evaluated);
+    * ``map`` (with ``coco``): COCO's mAP@[.5:.95], pycocotools' ``stats[0]``: at each IoU
+      threshold 0.5, 0.55, ..., 0.95, COCO's matching and its 101-point AP, averaged over
+      the thresholds and the classes.
+
+    Classes. A class without an object that counts (none, or only ``difficult`` ones) has
+    AP NaN and is left out of every mean, predictions or not, as COCOeval does (its -1
+    precision, left out by ``summarize``); the VOC devkit never meets the case (all 20
+    classes have objects in its test sets), py-faster-rcnn's ``voc_eval`` divides by zero
+    (NaN recall). The
+    background (class 0) is NaN too. Before any object is seen every mean is NaN.
+
+    VOC (``map_50``, ``ap_per_class``): the matching of :func:`match_detections`. Over the
+    set, predictions are sorted by decreasing score, equal scores in the order they came
+    (image by image); predictions on ``difficult`` objects are left out of the curve (the
+    devkit keeps them as rows that change neither TP nor FP: the same area).
+
+    COCO (``map``), as pycocotools' ``COCOeval`` with its defaults for boxes (all areas,
+    ``maxDets=100``) where it differs from VOC: per image and class only the 100 best
+    scored predictions count; a prediction takes the *free* object of highest IoU (>= the
+    threshold; among equal IoUs the last, as COCOeval's loop), so a second prediction on
+    a taken object can still match its neighbour; ``difficult`` objects play COCO's
+    ``ignore`` (a prediction goes to an ordinary object when it can, else it may take a
+    difficult one and is then left out). The precision envelope is read at the recalls
+    0, 0.01, ..., 1 (the first prediction reaching each recall; 0 past the curve's end)
+    and averaged. NOTE: thresholds are exact decimals (pycocotools' ``linspace`` gives
+    0.8999999999999999 and, for recalls, 0.35000000000000003 and nine others), and
+    precision is TP/(TP+FP) without pycocotools' ``+ np.spacing(1)``, so a perfect
+    detector scores exactly 1.0 (pycocotools: 0.9999999999999998).
+
+    Args:
+        num_classes: the classes of the labels, the background (0) included.
+        iou_thresholds: VOC IoU thresholds in (0, 1] to report (``map_NN`` each).
+        use_07_metric: VOC2007's 11-point AP instead of the all-point area.
+        coco: also compute COCO's mAP@[.5:.95] (``map``).
+
+    Example::
+
+        metric = DetectionMetric(21)
+        for images, targets in loader:
+            metric.update(model(images), targets)    # model in eval mode
+        metric.compute()["map_50"]
+    """
+
+    def __init__(self, num_classes, iou_thresholds=(0.5,), use_07_metric=False, coco=False):
+        op = "DetectionMetric"
+        _num_classes(num_classes, op)
+        try:
+            thresholds = list(iou_thresholds)
+        except TypeError:
+            raise TypeError(f"{op}: iou_thresholds must be a sequence of numbers, got "
+                            f"{iou_thresholds!r}") from None
+        thresholds = {_iou_threshold(t, op, "iou_thresholds") for t in thresholds} | {0.5}
+        self.num_classes = int(num_classes)
+        self.iou_thresholds = tuple(sorted(thresholds))
+        self.use_07_metric, self.coco = bool(use_07_metric), bool(coco)
+        self.reset()
+
+    def reset(self):
+        """Forget every image seen."""
+        # per class: a list of (scores by decreasing score, VOC flags (D, T), COCO flags
+        # (min(D, 100), 10)) per image; flags are 1 TP, 0 FP, -1 left out
+        self._seen = [[] for _ in range(self.num_classes)]
+        self.num_gt = np.zeros(self.num_classes, dtype=np.int64)
+        self.images = 0
+
+    def update(self, detections, targets):
+        """Add a batch: ``detections`` and ``targets`` are lists with one dict per image
+        (see the class docstring). A batch with a bad image adds nothing."""
+        self._check_and_add(detections, targets, "DetectionMetric.update")
+
+    def compute(self):
+        """The scores so far (see the class docstring): ``map_50``, ``ap_per_class``,
+        ``map_NN`` per other threshold, and ``map`` with ``coco``."""
+        ap = self._voc_ap()                              # (thresholds, num_classes)
+        at_50 = self.iou_thresholds.index(0.5)
+        result = {"map_50": _mean_over_classes(ap[at_50], self.num_gt),
+                  "ap_per_class": ap[at_50].tolist()}
+        for k, t in enumerate(self.iou_thresholds):
+            if k != at_50:
+                result[_map_key(t)] = _mean_over_classes(ap[k], self.num_gt)
+        if self.coco:
+            coco = self._coco_ap()                               # (10, num_classes)
+            counted = self.num_gt > 0
+            counted[0] = False
+            result["map"] = float(coco[:, counted].mean()) if counted.any() else math.nan
+        return result
+
+    def __repr__(self):
+        return (f"DetectionMetric(num_classes={self.num_classes}, iou_thresholds="
+                f"{self.iou_thresholds}, use_07_metric={self.use_07_metric}, "
+                f"coco={self.coco}, images={self.images})")
+
+    # ------------------------------------------------------------------ the two halves
+
+    def _check_and_add(self, detections, targets, op):
+        images = _detection_batch(detections, targets, self.num_classes, op)
+        voc_thresholds = np.array(self.iou_thresholds)
+        coco_thresholds = np.array(COCO_IOU_THRESHOLDS)
+        for boxes, labels, scores, gt_boxes, gt_labels, difficult in images:
+            for c in np.unique(np.concatenate((labels, gt_labels))):
+                if c == 0:
+                    continue                                     # the background
+                mine, theirs = labels == c, gt_labels == c
+                self.num_gt[c] += int((~difficult[theirs]).sum())
+                if not mine.any():
+                    continue
+                order = _by_score(scores[mine])
+                iou = _iou(boxes[mine][order], gt_boxes[theirs])
+                tp, fp, _ = _voc_match(iou, difficult[theirs], voc_thresholds)
+                record = (scores[mine][order], _flags(tp, fp), None)
+                if self.coco:
+                    top = min(len(order), _COCO_MAX_DETECTIONS)
+                    tp, fp = _coco_match(iou[:top], difficult[theirs], coco_thresholds)
+                    record = record[:2] + (_flags(tp, fp),)
+                self._seen[c].append(record)
+        self.images += len(images)
+
+    def _voc_ap(self):
+        """VOC's AP per threshold and class: (T, num_classes), NaN where not defined."""
+        return self._ap_table(1, lambda recall, precision: average_precision(
+            recall, precision, self.use_07_metric))
+
+    def _coco_ap(self):
+        """COCO's 101-point AP per IoU threshold and class: (10, num_classes)."""
+        return self._ap_table(2, _coco_interpolated_ap)
+
+    def _ap_table(self, which, area):
+        """``area(recall, precision)`` per threshold and class from the VOC (which=1) or
+        COCO (2) flags: the classes' predictions sorted by score over the whole set."""
+        width = len(self.iou_thresholds) if which == 1 else len(COCO_IOU_THRESHOLDS)
+        ap = np.full((width, self.num_classes), math.nan)
+        for c in range(1, self.num_classes):
+            if self.num_gt[c] == 0:
+                continue
+            scores, flags = self._gathered(c, which, width)
+            order = _by_score(scores)
+            for k in range(width):
+                ap[k, c] = area(*_curve(flags[order, k], self.num_gt[c]))
+        return ap
+
+    def _gathered(self, c, which, width):
+        """Class c's scores and flags (VOC: which=1, COCO: 2) over all images so far, in
+        the order they came."""
+        records = self._seen[c]
+        if not records:
+            return np.zeros(0), np.zeros((0, width), dtype=np.int8)
+        flags = [r[which] for r in records]
+        scores = [r[0][:len(f)] for r, f in zip(records, flags)]
+        return np.concatenate(scores), np.concatenate(flags)
+
+
+# ------------------------------------------------------------------- detection helpers
+
+def _voc_match(iou, difficult, thresholds):
+    """VOC's matching at several thresholds at once: tp, fp (D, T) bool and each
+    prediction's best object (D,) (-1 with no object). ``iou`` (D, G): predictions in
+    score order.
+
+    A prediction's best object does not depend on the threshold or on what is taken, so
+    the greedy loop reduces to: among the predictions that reach their best object with
+    IoU >= t and whose object is not difficult, the first (best scored) of each object is
+    the TP and the later ones are duplicates."""
+    d, g = iou.shape
+    tp = np.zeros((d, len(thresholds)), dtype=bool)
+    fp = np.ones((d, len(thresholds)), dtype=bool)
+    if g == 0:
+        return tp, fp, np.full(d, -1, dtype=np.int64)
+    best = iou.argmax(axis=1)                  # the first of equal IoUs (devkit: ov > ovmax)
+    hit = iou[np.arange(d), best][:, None] >= thresholds[None, :]          # (D, T)
+    fp = ~hit
+    counts = hit & ~difficult[best][:, None]
+    for k in range(len(thresholds)):
+        candidates = np.nonzero(counts[:, k])[0]
+        _, first = np.unique(best[candidates], return_index=True)
+        tp[candidates[first], k] = True
+        fp[candidates, k] = ~tp[candidates, k]                 # the duplicates
+    return tp, fp, best
+
+
+def _coco_match(iou, ignore, thresholds):
+    """COCOeval.evaluateImg's matching at every threshold: tp, fp (D, T) bool for the
+    predictions in score order (``iou`` (D, G)); objects flagged ``ignore`` are matched
+    only when no ordinary one is free, and a prediction matched to one is neither TP nor
+    FP."""
+    d, g = iou.shape
+    tp = np.zeros((d, len(thresholds)), dtype=bool)
+    fp = np.ones((d, len(thresholds)), dtype=bool)
+    if g == 0:
+        return tp, fp
+    reach = np.minimum(thresholds, 1 - 1e-10)[:, None]      # COCOeval caps t below 1
+    taken = np.zeros((len(thresholds), g), dtype=bool)      # (T, G)
+    rows = np.arange(len(thresholds))
+    for i in np.nonzero(iou.max(axis=1) >= reach.min())[0]:  # the others match nothing
+        free = ~taken & (iou[i] >= reach)                    # (T, G)
+        ordinary = free & ~ignore
+        pool = np.where(ordinary.any(axis=1, keepdims=True), ordinary, free)
+        found = pool.any(axis=1)
+        # the last object of highest IoU in the pool (COCOeval replaces on equal IoU)
+        last = g - 1 - np.argmax(np.where(pool, iou[i], -np.inf)[:, ::-1], axis=1)
+        taken[rows[found], last[found]] = True
+        tp[i, found] = ~ignore[last[found]]
+        fp[i, found] = False
+    return tp, fp
+
+
+def _coco_interpolated_ap(recall, precision):
+    """COCOeval.accumulate's AP: the precision envelope read at the first prediction whose
+    recall reaches each of 0, 0.01, ..., 1 (0 for a recall the curve never reaches), then
+    averaged over the 101 recalls."""
+    if len(recall) == 0:
+        return 0.0
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    at = np.searchsorted(recall, _COCO_RECALLS, side="left")
+    reached = at < len(recall)
+    return float(np.where(reached, envelope[np.minimum(at, len(recall) - 1)], 0.0).mean())
+
+
+def _curve(flags, num_gt):
+    """Recall and precision after each counted prediction (flags in score order: 1 TP,
+    0 FP, -1 left out)."""
+    tp = flags[flags >= 0] == 1
+    tps, fps = np.cumsum(tp), np.cumsum(~tp)
+    return tps / num_gt, tps / (tps + fps)
+
+
+def _flags(tp, fp):
+    return np.where(tp, 1, np.where(fp, 0, -1)).astype(np.int8)
+
+
+def _by_score(scores):
+    """Indices by decreasing score, equal scores in their input order."""
+    return np.argsort(-scores, kind="stable")
+
+
+def _iou(boxes, gt_boxes):
+    """IoU (D, G) in float64 on the host, 0 / 0 read as 0."""
+    iou = box_iou(boxes, gt_boxes) if len(boxes) and len(gt_boxes) else \
+        np.zeros((len(boxes), len(gt_boxes)))
+    return np.where(np.isnan(iou), 0.0, iou)
+
+
+def _mean_over_classes(ap, num_gt):
+    counted = num_gt > 0
+    counted[0] = False
+    return float(ap[counted].mean()) if counted.any() else math.nan
+
+
+def _snap(threshold):
+    # 0.5 + 0.05 * 7 is 0.8500000000000001: thresholds are read to 10 decimals
+    return round(float(threshold), 10)
+
+
+def _map_key(threshold):
+    return "map_" + f"{threshold * 100:.10g}".replace(".", "_")
+
+
+def _num_classes(value, op):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
+        raise ValueError(f"{op}: num_classes must be an integer >= 2 (the background and at "
+                         f"least one class), got {value!r}")
+
+
+def _iou_threshold(value, op, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{op}: {name} must be numbers in (0, 1], got {value!r}")
+    if not 0 < value <= 1:
+        raise ValueError(f"{op}: {name} must be in (0, 1], got {value!r}")
+    return _snap(value)
+
+
+def _box_array(boxes, name, op):
+    """(K, 4) float64 boxes with x1 <= x2 and y1 <= y2 (an empty array of any shape is
+    read as no boxes)."""
+    if boxes.size == 0:
+        return np.zeros((0, 4))
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{op}: expected {name} of shape (K, 4), one (x1, y1, x2, y2) box "
+                         f"per row, got shape {boxes.shape}")
+    if boxes.dtype.kind not in "iuf":
+        raise TypeError(f"{op}: {name} must hold numbers, got dtype {boxes.dtype}")
+    boxes = boxes.astype(np.float64)
+    bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise ValueError(f"{op}: {name}[{k}] = {boxes[k].tolist()} has x2 < x1 or y2 < y1; "
+                         "expected (x1, y1, x2, y2) boxes")
+    return boxes
+
+
+def _score_array(scores, count, name, op):
+    if scores.shape != (count,) and not (count == 0 and scores.size == 0):
+        raise ValueError(f"{op}: expected {name} of shape ({count},), one per box, got "
+                         f"shape {scores.shape}")
+    if scores.size and scores.dtype.kind not in "iuf":
+        raise TypeError(f"{op}: {name} must hold numbers, got dtype {scores.dtype}")
+    scores = scores.astype(np.float64).reshape(count)
+    if np.isnan(scores).any():
+        raise ValueError(f"{op}: {name} holds NaN; a score must be a number to be ranked")
+    return scores
+
+
+def _label_array(labels, count, num_classes, name, op):
+    if labels.shape != (count,) and not (count == 0 and labels.size == 0):
+        raise ValueError(f"{op}: expected {name} of shape ({count},), one per box, got "
+                         f"shape {labels.shape}")
+    if labels.size and labels.dtype.kind not in "iu":
+        raise TypeError(f"{op}: {name} must hold integer class indices, got dtype "
+                        f"{labels.dtype}")
+    labels = labels.astype(np.int64).reshape(count)
+    bad = (labels < 0) | (labels >= num_classes)
+    if bad.any():
+        raise ValueError(f"{op}: {name} holds class {int(labels[bad][0])}, outside "
+                         f"[0, {num_classes}) for num_classes={num_classes}")
+    return labels
+
+
+def _difficult_array(difficult, count, op, name="difficult"):
+    if difficult is None:
+        return np.zeros(count, dtype=bool)
+    if difficult.shape != (count,) and not (count == 0 and difficult.size == 0):
+        raise ValueError(f"{op}: expected {name} of shape ({count},), one flag per box, got "
+                         f"shape {difficult.shape}")
+    if difficult.size and difficult.dtype.kind not in "biu":
+        raise TypeError(f"{op}: {name} must hold bools, got dtype {difficult.dtype}")
+    return difficult.astype(bool).reshape(count)
+
+
+def _detection_batch(detections, targets, num_classes, op):
+    """Checked host arrays of a batch, one tuple per image: boxes, labels, scores,
+    gt_boxes, gt_labels, difficult. Each field is copied from a GPU once per batch."""
+    for name, value in (("detections", detections), ("targets", targets)):
+        if isinstance(value, dict) or not isinstance(value, (list, tuple)):
+            raise TypeError(f"{op}: {name} must be a list with one dict per image, got "
+                            f"{type(value).__name__}")
+    if len(detections) != len(targets):
+        raise ValueError(f"{op}: {len(detections)} detections but {len(targets)} targets; "
+                         "expected one of each per image")
+    fields = {}
+    for name, dicts, keys in (("detections", detections, ("boxes", "labels", "scores")),
+                              ("targets", targets, ("boxes", "labels"))):
+        for i, entry in enumerate(dicts):
+            if not isinstance(entry, dict):
+                raise TypeError(f"{op}: {name}[{i}] must be a dict, got "
+                                f"{type(entry).__name__}")
+            for key in keys:
+                if entry.get(key) is None:
+                    raise ValueError(f"{op}: {name}[{i}] has no {key!r}; expected the keys "
+                                     f"{', '.join(map(repr, keys))}")
+        for key in keys:
+            fields[name, key] = _batch_to_host([entry[key] for entry in dicts])
+    present = [i for i, t in enumerate(targets) if t.get("difficult") is not None]
+    difficult = _batch_to_host([targets[i]["difficult"] for i in present])
+    difficult = dict(zip(present, difficult))
+    images = []
+    for i in range(len(detections)):
+        where = f"detections[{i}]"
+        boxes = _box_array(fields["detections", "boxes"][i], f"{where}['boxes']", op)
+        labels = _label_array(fields["detections", "labels"][i], len(boxes), num_classes,
+                              f"{where}['labels']", op)
+        scores = _score_array(fields["detections", "scores"][i], len(boxes),
+                              f"{where}['scores']", op)
+        where = f"targets[{i}]"
+        gt_boxes = _box_array(fields["targets", "boxes"][i], f"{where}['boxes']", op)
+        gt_labels = _label_array(fields["targets", "labels"][i], len(gt_boxes), num_classes,
+                                 f"{where}['labels']", op)
+        flags = _difficult_array(difficult.get(i), len(gt_boxes), op,
+                                 f"{where}['difficult']")
+        images.append((boxes, labels, scores, gt_boxes, gt_labels, flags))
+    return images
+
+
+def _batch_to_host(values):
+    """Host NumPy arrays of a list of Tensors/arrays/lists. Those on a GPU are joined on
+    their device and copied in one transfer per device: one wait per field and batch,
+    not one per image."""
+    arrays = [v.array if isinstance(v, Tensor) else v for v in values]
+    out = [None if backend._is_cupy_array(a) else np.asarray(a) for a in arrays]
+    on_device = {}
+    for i, a in enumerate(arrays):
+        if backend._is_cupy_array(a):
+            on_device.setdefault(backend.device_of(a), []).append(i)
+    for indices in on_device.values():
+        xp = backend.get_array_module(arrays[indices[0]])
+        joined = xp.concatenate([arrays[i].reshape(-1) for i in indices])
+        host = backend.to_device(joined, "cpu")
+        ends = np.cumsum([arrays[i].size for i in indices])
+        for i, end in zip(indices, ends):
+            size = arrays[i].size
+            out[i] = host[end - size:end].reshape(arrays[i].shape)
+    return out
