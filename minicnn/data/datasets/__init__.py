@@ -10,12 +10,13 @@ from .folder import ImageFolder, IMG_EXTENSIONS
 from ._files import RefusedPickleError, safe_pickle_load
 from .segmentation import ShapesSegmentation
 from .detection import ShapesDetection
-from .voc import VOCSegmentation, VOC_CLASSES, voc_colormap
+from .voc import (VOCSegmentation, VOCDetection, VOC_CLASSES, voc_colormap,
+                  parse_voc_xml)
 from .cityscapes import (Cityscapes, CITYSCAPES_LABELS, CITYSCAPES_TRAIN_CLASSES,
                          label_to_train_id)
 
 __all__ = ["Digits", "SyntheticShapes", "MNIST", "FashionMNIST", "read_idx", "CIFAR10",
            "CIFAR100", "ImageFolder", "IMG_EXTENSIONS", "RefusedPickleError",
            "safe_pickle_load", "ShapesSegmentation", "ShapesDetection", "VOCSegmentation",
-           "VOC_CLASSES", "voc_colormap", "Cityscapes", "CITYSCAPES_LABELS",
+           "VOCDetection", "VOC_CLASSES", "voc_colormap", "parse_voc_xml", "Cityscapes", "CITYSCAPES_LABELS",
            "CITYSCAPES_TRAIN_CLASSES", "label_to_train_id"]
