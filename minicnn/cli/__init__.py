@@ -4,6 +4,7 @@
     minicnn gradcheck   check every op against PyTorch and finite differences
     minicnn summary     layer table of a model: shapes, parameters, multiply-adds
     minicnn bench       minicnn vs PyTorch timings
+    minicnn show        pictures of a model (show filters: its first-layer filters)
 
 Argument parsing lives here and only here: ``cli/train.py`` and ``cli/summary.py`` own
 the options of their sub-commands; the library below them takes plain arguments.
@@ -48,7 +49,8 @@ def build_parser():
     for name, run, help_text in (
             ("train", _train, "train a CNN (default: LeNet-5 on the offline digits set)"),
             ("summary", _summary, "layer table of a model"),
-            ("bench", _bench, "minicnn vs PyTorch timings")):
+            ("bench", _bench, "minicnn vs PyTorch timings"),
+            ("show", _show, "pictures of a model: show filters")):
         p = sub.add_parser(name, help=help_text, add_help=False)
         p.set_defaults(run=run)
     return parser
@@ -66,6 +68,11 @@ def _summary(args):
     return summary.cli_main(args.rest, prog="minicnn summary")
 
 
+def _show(args):
+    from . import show
+    return show.cli_main(args.rest, prog="minicnn show")
+
+
 def _bench(args):
     # NOTE: benchmarks/ sits above the package (it imports minicnn and torch), so the
     # command finds it at run time instead of importing it at the top of this file.
@@ -77,7 +84,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     # everything after a delegated sub-command goes to that command's own parser
-    if argv and argv[0] in ("train", "summary", "bench"):
+    if argv and argv[0] in ("train", "summary", "bench", "show"):
         args = parser.parse_args(argv[:1])
         args.rest = argv[1:]
     else:
