@@ -2,11 +2,12 @@
 
 With no options it trains LeNet-5 on the offline digits set and prints the test accuracy;
 ``--task segmentation`` trains a U-Net on generated shapes and prints the test mean IoU;
-``minicnn train --help`` lists the options. The names it accepts come from tables the
-library keeps: models from ``minicnn.models.MODELS`` (each with its task), data sets from
-:data:`DATASETS` and :data:`SEGMENTATION_DATASETS` below (the files of MNIST,
-Fashion-MNIST, CIFAR, VOC and Cityscapes are read from ``--data-dir``: nothing is
-downloaded).
+``--task detection`` trains a small YOLO v1 on generated shapes with boxes and prints the
+test mAP@0.5; ``minicnn train --help`` lists the options. The names it accepts come from
+tables the library keeps: models from ``minicnn.models.MODELS`` (each with its task), data
+sets from :data:`DATASETS`, :data:`SEGMENTATION_DATASETS` and :data:`DETECTION_DATASETS`
+below (the files of MNIST, Fashion-MNIST, CIFAR, VOC and Cityscapes are read from
+``--data-dir``: nothing is downloaded).
 """
 from __future__ import annotations
 
@@ -23,13 +24,14 @@ import numpy as np
 
 from .. import backend, models, optim
 from ..autograd import Tensor, no_grad
-from ..data import DataLoader, Subset, TensorDataset, datasets, transforms as T
-from ..train import (CONFIG, Classification, RunFolderError, Segmentation, Trainer,
-                     TrainingDiverged, holds_run, load_checkpoint, run_folder_lock)
+from ..data import (DataLoader, Subset, TensorDataset, datasets, detection_collate,
+                    transforms as T)
+from ..train import (CONFIG, Classification, Detection, RunFolderError, Segmentation,
+                     Trainer, TrainingDiverged, holds_run, load_checkpoint, run_folder_lock)
 
 __all__ = ["cli_main", "build_parser", "build_datasets", "build_segmentation_datasets",
-           "build_model", "check_model_on", "ModelInputError", "DATASETS",
-           "SEGMENTATION_DATASETS"]
+           "build_detection_datasets", "build_model", "check_model_on", "ModelInputError",
+           "DATASETS", "SEGMENTATION_DATASETS", "DETECTION_DATASETS"]
 
 
 # ============================================================ what to train on
@@ -155,6 +157,53 @@ def build_segmentation_datasets(name, data_dir=None, image_size=None, augment=Fa
     return train, test, num_classes, 3, size, ignore_index
 
 
+DETECTION_DATASETS = ("shapes", "voc")
+
+
+def build_detection_datasets(name, data_dir=None, image_size=None, augment=False,
+                             subset=None, seed=0):
+    """``(train_set, test_set, num_classes, in_channels, image_size, class_names)`` for a
+    detection data set: samples are ``(image (C, H, W) float32, target)``, the target a
+    dict of ``boxes`` (xyxy pixels), ``labels`` (1.., 0 is the background) and, for VOC,
+    ``difficult``; ``num_classes`` counts the background.
+
+    ``shapes`` is generated (offline, 2,000 training and 300 test images with 1 to 3
+    shapes each, seeds ``seed`` and ``seed + 1``, 64x64 by default); ``voc`` reads VOC's
+    detection files from ``data_dir`` (VOC2012 train/val), resized to ``image_size``
+    squares (448 by default, YOLO's input). ``augment`` adds YOLO's random scaling and
+    translation, horizontal flips and HSV jitter to the training images.
+    """
+    from ..data import detection_transforms as D
+    if name not in DETECTION_DATASETS:
+        raise ValueError(f"unknown detection dataset {name!r}; choose from "
+                         f"{', '.join(DETECTION_DATASETS)}")
+    jitter = [D.RandomHSV(), D.RandomScaleTranslate(), D.RandomHorizontalFlip(),
+              D.SanitizeBoundingBoxes()] if augment else []
+    if name == "shapes":
+        size = 64 if image_size is None else int(image_size)
+        test = datasets.ShapesDetection(300, image_size=size, seed=seed + 1)
+        train = datasets.ShapesDetection(2000, image_size=size, seed=seed)
+        if augment:
+            train.transforms = D.Compose(jitter + [D.ToTensor(),
+                                                   D.Normalize(train.mean, train.std)])
+        names = list(test.classes)
+    else:
+        if data_dir is None:
+            raise ValueError(f"--dataset {name} reads files you already have: pass --data-dir "
+                             "FOLDER (minicnn does not download data sets)")
+        size = 448 if image_size is None else int(image_size)
+        mean, std = _IMAGENET_STATS
+        resize = [D.Resize((size, size)), D.ToTensor(), D.Normalize(mean, std)]
+        train = datasets.VOCDetection(data_dir, image_set="train",
+                                      transforms=D.Compose(jitter + resize))
+        test = datasets.VOCDetection(data_dir, image_set="val", transforms=D.Compose(resize))
+        names = list(datasets.VOC_CLASSES)
+    if subset is not None and subset < len(train):
+        order = np.random.Generator(np.random.PCG64(seed)).permutation(len(train))
+        train = Subset(train, np.sort(order[:subset]).tolist())
+    return train, test, len(names), 3, size, names
+
+
 # Builder arguments `minicnn train` passes unless --set says otherwise: U-Net with padded
 # convolutions keeps the image size, so masks and outputs line up at any size divisible
 # by 16 (the paper's valid form needs sizes such as 572; --set padding=False gives it),
@@ -172,6 +221,13 @@ def build_model(name, num_classes, in_channels, image_size, **options):
               **_BUILDER_DEFAULTS.get(name, {}), **options}
     if name in ("lenet5", "lenet5-1998"):
         kwargs["input_size"] = image_size
+    if models.model_task(name) == "detection":
+        # detectors with fully connected heads (YOLO) or default boxes (SSD) are built for
+        # one input size; YOLO v1's classes are the objects only (the paper has no
+        # background class), SSD's count the background as torchvision's do
+        kwargs["image_size"] = image_size
+        if name.startswith("yolo"):
+            kwargs["num_classes"] = num_classes - 1
     try:
         return models.get_model(name, **kwargs)
     except TypeError as exc:          # an argument the builder lacks, or of the wrong kind
@@ -188,7 +244,8 @@ def check_model_on(model, inputs, num_classes, model_name="model", task="classif
     :class:`ModelInputError` naming that layer (its dotted name and type), the input
     shape, and the layer's own message; also check the output is ``(N, num_classes)``
     (classification) or ``(N, num_classes, h, w)``, alone or as a dict's ``"out"``
-    (segmentation)."""
+    (segmentation), or one dict of ``boxes``, ``labels`` and ``scores`` per image
+    (detection)."""
     names = {id(m): n for n, m in model.named_modules()}
     running = []                        # the modules entered and not yet left
 
@@ -209,13 +266,23 @@ def check_model_on(model, inputs, num_classes, model_name="model", task="classif
     except (ValueError, RuntimeError, TypeError, IndexError) as exc:
         layer = running[-1] if running else model
         where = names.get(id(layer)) or "(the model itself)"
+        shape = tuple(inputs.shape) if hasattr(inputs, "shape") else \
+            [tuple(x.shape) for x in inputs]
         raise ModelInputError(
-            f"model {model_name!r} cannot take inputs of shape {tuple(inputs.shape)}: layer "
+            f"model {model_name!r} cannot take inputs of shape {shape}: layer "
             f"{where!r} ({type(layer).__name__}) failed with: {exc}") from exc
     finally:
         for handle in hooks:
             handle.remove()
         model.train(was_training)
+    if task == "detection":
+        n = len(inputs)
+        if not (isinstance(out, list) and len(out) == n and all(
+                isinstance(d, dict) and {"boxes", "labels", "scores"} <= set(d) for d in out)):
+            raise ModelInputError(f"model {model_name!r} returned {type(out).__name__} for "
+                                  f"{n} images; expected a list of {n} dicts of boxes, "
+                                  "labels and scores (a detector in eval mode)")
+        return
     if task == "segmentation":
         scores = out["out"] if isinstance(out, dict) and "out" in out else out
         shape = tuple(getattr(scores, "shape", ()))
@@ -241,14 +308,17 @@ def build_parser(prog="minicnn train"):
         "set (scikit-learn's 1,797 handwritten digits at 28x28), about a minute on a CPU.")
     p.add_argument("--task", default="classification", choices=models.TASKS,
                    help="classification (default): a label per image; segmentation: a "
-                   "class per pixel, scored by mean IoU")
+                   "class per pixel, scored by mean IoU; detection: boxes and classes of "
+                   "the objects in an image, scored by mAP@0.5")
     p.add_argument("--model", help="a model of minicnn.models for the task (minicnn summary "
-                   "--list): default lenet5 for classification, unet for segmentation")
-    p.add_argument("--dataset", choices=DATASETS + SEGMENTATION_DATASETS,
+                   "--list): default lenet5 for classification, unet for segmentation, "
+                   "yolo_v1_small for detection")
+    p.add_argument("--dataset", choices=sorted(set(DATASETS + SEGMENTATION_DATASETS
+                                                   + DETECTION_DATASETS)),
                    help="classification: digits (default, offline), synthetic (generated "
                    "shapes), or mnist, fashion-mnist, cifar10, cifar100 from --data-dir; "
                    "segmentation: shapes (default, generated masks), or voc, cityscapes "
-                   "from --data-dir")
+                   "from --data-dir; detection: shapes (default, generated boxes) or voc")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a further argument for the model's builder, e.g. --set "
                    "base_channels=16 (repeatable)")
@@ -348,7 +418,8 @@ def _resolve_options(args):
         if args.device is None:
             args.device = "cpu"
         if args.lr is None:
-            args.lr = _DEFAULT_LR[args.optimizer] if args.task == "classification" else 3e-3
+            args.lr = _DEFAULT_LR[args.optimizer] if args.task == "classification" \
+                else _TASK_LR[args.task]
         if args.out is None:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             args.out = _unique(os.path.join("runs", f"{stamp}-{args.model}-{args.dataset}"))
@@ -357,7 +428,8 @@ def _resolve_options(args):
     return args, state
 
 
-_DEFAULT_MODEL = {"classification": "lenet5", "segmentation": "unet"}
+_DEFAULT_MODEL = {"classification": "lenet5", "segmentation": "unet",
+                  "detection": "yolo_v1_small"}
 # What a run of each task uses unless told otherwise. Segmentation: U-Net on the shapes
 # reaches a mean IoU above 0.9 in 8 epochs with Adam at 3e-3 on a one-cycle schedule.
 _TASK_DEFAULTS = {
@@ -365,13 +437,19 @@ _TASK_DEFAULTS = {
                        "scheduler": "cosine"},
     "segmentation": {"epochs": 8, "batch_size": 8, "optimizer": "adam",
                      "scheduler": "onecycle"},
+    "detection": {"epochs": 20, "batch_size": 32, "optimizer": "adam",
+                  "scheduler": "onecycle"},
 }
-_DEFAULT_DATASET = {"classification": "digits", "segmentation": "shapes"}
+_DEFAULT_DATASET = {"classification": "digits", "segmentation": "shapes",
+                    "detection": "shapes"}
+# the learning rate of a task's default optimizer (classification: per optimizer)
+_TASK_LR = {"segmentation": 3e-3, "detection": 1e-3}
 
 
 def _check_task(args):
     """The data set, the model and the options must all fit the task."""
-    sets = DATASETS if args.task == "classification" else SEGMENTATION_DATASETS
+    sets = {"classification": DATASETS, "segmentation": SEGMENTATION_DATASETS,
+            "detection": DETECTION_DATASETS}[args.task]
     if args.dataset not in sets:
         raise _UsageError(f"--dataset {args.dataset} is not a {args.task} data set; for "
                           f"--task {args.task} choose from {', '.join(sets)}")
@@ -382,9 +460,9 @@ def _check_task(args):
     if task != args.task:
         raise _UsageError(f"--model {args.model} is a {task} model; for --task {args.task} "
                           f"choose from {', '.join(models.list_models(args.task))}")
-    if args.task == "segmentation" and args.mixup:
+    if args.task != "classification" and args.mixup:
         raise _UsageError("--mixup mixes labels of whole images; it does not apply to "
-                          "--task segmentation")
+                          f"--task {args.task}")
 
 
 def _builder_options(items):
@@ -469,7 +547,12 @@ def _run(args, prog):
         print(f"\ninterrupted after {_count(trainer.epoch, 'complete epoch')}; continue "
               f"with:\n  {prog} --resume {args.out}", file=sys.stderr)
         return 130
-    if trainer.history and "eval_mean_iou" in trainer.history[-1]:
+    if trainer.history and "eval_map_50" in trainer.history[-1]:
+        result = trainer.history[-1]
+        print(f"test mAP@0.5: {result['eval_map_50']:.2%} ({len(test_set)} images) after "
+              f"{_count(trainer.epoch, 'epoch')}, {time.perf_counter() - started:.1f} s; "
+              f"run folder: {args.out}", flush=True)
+    elif trainer.history and "eval_mean_iou" in trainer.history[-1]:
         result = trainer.history[-1]
         print(f"test mean IoU: {result['eval_mean_iou']:.2%} (pixel accuracy "
               f"{result['eval_pixel_accuracy']:.2%}, {len(test_set)} images) after "
@@ -504,6 +587,11 @@ def _set_up(args, resumed):
             build_segmentation_datasets(args.dataset, args.data_dir, args.image_size,
                                         args.augment, args.subset, args.seed)
         task = Segmentation(num_classes, ignore_index=ignore_index)
+    elif args.task == "detection":
+        train_set, test_set, num_classes, in_channels, size, names = \
+            build_detection_datasets(args.dataset, args.data_dir, args.image_size,
+                                     args.augment, args.subset, args.seed)
+        task = Detection(num_classes, class_names=names)
     else:
         default_size = 32 if args.model == "lenet5-1998" else None
         train_set, test_set, num_classes, in_channels, size = build_datasets(
@@ -516,12 +604,14 @@ def _set_up(args, resumed):
             raise ValueError(f"--dataset {args.dataset}: the {name} set holds no images")
     model = build_model(args.model, num_classes, in_channels, size,
                         **_builder_options(args.set))
+    collate = {"collate_fn": detection_collate} if args.task == "detection" else {}
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                              num_workers=args.workers)
-    test_loader = DataLoader(test_set, batch_size=64 if args.task == "segmentation" else 256,
-                             num_workers=args.workers)
+                              num_workers=args.workers, **collate)
+    test_loader = DataLoader(test_set, batch_size=256 if args.task == "classification"
+                             else 64, num_workers=args.workers, **collate)
     model.to(device)
-    example = next(iter(DataLoader(test_set, batch_size=2, seed=0)))[0].to(device)
+    example = task.to_device(next(iter(DataLoader(test_set, batch_size=2, seed=0,
+                                                  **collate)))[0], device)
     check_model_on(model, example, num_classes, args.model, args.task)
 
     optimizer = _make_optimizer(args, model)
