@@ -18,7 +18,9 @@ from ._utils import IntermediateLayerGetter                            # noqa: F
 from . import segmentation                                             # noqa: F401
 from .segmentation import fcn32s, fcn16s, fcn8s, fcn_resnet50, unet    # noqa: F401
 from . import detection                                                # noqa: F401
-from .detection import yolo_v1, yolo_v1_small                          # noqa: F401
+from .detection import yolo_v1, yolo_v1_small, ssd300_vgg16, ssd_small  # noqa: F401
+from . import gan                                                      # noqa: F401
+from .gan import dcgan_generator, dcgan_discriminator                  # noqa: F401
 
 _CIFAR, _IMAGENET = (3, 32, 32), (3, 224, 224)
 
@@ -56,6 +58,8 @@ _SEGMENTERS = {
 _DETECTORS = {
     "yolo_v1": (yolo_v1, (3, 448, 448)),                   # the paper's input
     "yolo_v1_small": (yolo_v1_small, (3, 64, 64)),         # the generated shapes
+    "ssd300_vgg16": (ssd300_vgg16, (3, 300, 300)),
+    "ssd_small": (ssd_small, (3, 64, 64)),
 }
 
 _ZOO = {name: (builder, size, task)
