@@ -558,7 +558,7 @@ def scale_translate(image, target, scale, translate, fill=0):
     rows, cols = _inverse_coordinates(h, scale, ty), _inverse_coordinates(w, scale, tx)
     ay, ax = _bilinear_matrix(rows, h), _bilinear_matrix(cols, w)      # (H, H), (W, W)
     work = chw.astype(np.float64)
-    out = np.einsum("ij,cjk,lk->cil", ay, work, ax)
+    out = ay @ work @ ax.T                                                # (C, H, W)
     coverage = np.outer(ay.sum(axis=1), ax.sum(axis=1))                  # (H, W)
     fill = np.asarray(fill, dtype=np.float64).reshape(-1, 1, 1)
     out = out + (1.0 - coverage) * fill
@@ -566,8 +566,8 @@ def scale_translate(image, target, scale, translate, fill=0):
                                                     translate), size)
     if "masks" in target:
         ny, nx = _nearest_matrix(rows, h), _nearest_matrix(cols, w)
-        target["masks"] = np.einsum("ij,kjl,ml->kim", ny, target["masks"].astype(np.float64),
-                                    nx).astype(target["masks"].dtype)
+        moved = ny @ target["masks"].astype(np.float64) @ nx.T            # (K, H, W)
+        target["masks"] = moved.astype(target["masks"].dtype)
     if chw.dtype.kind != "f":           # a picture: round back to its integer range
         info = np.iinfo(chw.dtype)
         out = np.clip(np.rint(out), info.min, info.max)
@@ -623,8 +623,8 @@ def detection_collate(samples):
         image, target = sample
         array = image.numpy() if isinstance(image, Tensor) else image
         if not isinstance(array, np.ndarray) or array.ndim != 3 or array.dtype.kind != "f":
-            raise TypeError(f"detection_collate: the image of sample {i} should be a (C, H, W) "
-                            f"float array or Tensor, got "
+            raise TypeError(f"detection_collate: the image of sample {i} should be a "
+                            f"(C, H, W) float array or Tensor, got "
                             + (f"{array.dtype} of shape {array.shape}"
                                if isinstance(array, np.ndarray) else type(image).__name__)
                             + " (end the data set's transforms with ToTensor())")

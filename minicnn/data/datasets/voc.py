@@ -84,14 +84,9 @@ class VOCSegmentation(Dataset):
             image_set
         self.transforms = transforms
         self._default = ToTensorPair()
-        self.voc_root, split_file = _find_split(self.root, year, image_set, "Segmentation",
-                                                who)
-        names = _read_split(split_file, who)
-        self.images = [os.path.join(self.voc_root, "JPEGImages", n + ".jpg") for n in names]
-        self.masks = [os.path.join(self.voc_root, "SegmentationClass", n + ".png")
-                      for n in names]
-        missing_files(self.images, who, "image(s) listed in " + split_file)
-        missing_files(self.masks, who, "mask(s) listed in " + split_file)
+        self.voc_root, self.images, self.masks = _split_files(
+            self.root, year, image_set, "Segmentation", ("SegmentationClass", ".png", "mask"),
+            who)
 
     def __len__(self):
         return len(self.images)
@@ -163,13 +158,8 @@ class VOCDetection(Dataset):
             image_set
         self.transforms, self.keep_difficult = transforms, bool(keep_difficult)
         self.invalid_boxes = invalid_boxes
-        self.voc_root, split_file = _find_split(self.root, year, image_set, "Main", who)
-        names = _read_split(split_file, who)
-        self.images = [os.path.join(self.voc_root, "JPEGImages", n + ".jpg") for n in names]
-        self.annotations = [os.path.join(self.voc_root, "Annotations", n + ".xml")
-                            for n in names]
-        missing_files(self.images, who, "image(s) listed in " + split_file)
-        missing_files(self.annotations, who, "annotation(s) listed in " + split_file)
+        self.voc_root, self.images, self.annotations = _split_files(
+            self.root, year, image_set, "Main", ("Annotations", ".xml", "annotation"), who)
 
     def __len__(self):
         return len(self.images)
@@ -383,6 +373,19 @@ def _check_split(root, year, image_set, who):
         raise ValueError(f"{who}: root is required (the folder holding VOCdevkit/); "
                          f"get the data from {SOURCE}")
     return year
+
+
+def _split_files(root, year, image_set, kind, labels, who):
+    """``(voc_root, images, label files)`` of a split, every file checked to exist;
+    ``labels = (folder, extension, what they are)``."""
+    voc_root, split_file = _find_split(root, year, image_set, kind, who)
+    names = _read_split(split_file, who)
+    folder, extension, what = labels
+    images = [os.path.join(voc_root, "JPEGImages", n + ".jpg") for n in names]
+    others = [os.path.join(voc_root, folder, n + extension) for n in names]
+    missing_files(images, who, "image(s) listed in " + split_file)
+    missing_files(others, who, f"{what}(s) listed in " + split_file)
+    return voc_root, images, others
 
 
 def _find_split(root, year, image_set, kind, who):
