@@ -817,3 +817,23 @@ def _batch_to_host(values):
             size = arrays[i].size
             out[i] = host[end - size:end].reshape(arrays[i].shape)
     return out
+
+
+# ------------------------------------------------------------- balanced error rate
+
+def balanced_error_rate(pred, target, num_classes):
+    """The balanced error rate: the error rate of each true class, averaged over the
+    classes present in ``target`` (Fleuret's EE-559 §7: BER = (1/C) Σ_y P̂(f(X) ≠ y | Y = y)),
+    so a rare class weighs as much as a common one. ``pred`` and ``target`` are label
+    arrays of one size. Equals ``1 - sklearn.metrics.balanced_accuracy_score(target,
+    pred)``; on balanced classes it is the plain error rate."""
+    m = confusion_matrix(pred, target, num_classes).astype(np.float64)
+    support = m.sum(1)
+    present = support > 0
+    if not present.any():
+        raise ValueError("balanced_error_rate: target holds no labels")
+    recall = np.diag(m)[present] / support[present]
+    return float(1.0 - recall.mean())
+
+
+__all__.append("balanced_error_rate")

@@ -12,11 +12,9 @@ built with the checkpoint's own sizes: ``in_channels`` from the first 4-D weight
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from .. import models
-from ..utils.serialization import load
 from ..utils.visualize import show_filters
 
 __all__ = ["cli_main"]
@@ -24,19 +22,6 @@ __all__ = ["cli_main"]
 
 class _UsageError(ValueError):
     pass
-
-
-def _state_dict(path):
-    if os.path.isdir(path):
-        path = os.path.join(path, "checkpoint.npz")
-    if not os.path.exists(path):
-        raise _UsageError(f"no checkpoint at {path!r}")
-    state = load(path)
-    if isinstance(state, dict) and state.get("format") == "minicnn-train":
-        state = state["model"]
-    if not isinstance(state, dict) or not state:
-        raise _UsageError(f"{path!r} holds neither a training checkpoint nor a state dict")
-    return state
 
 
 def _sizes(state):
@@ -64,7 +49,8 @@ def cli_main(argv=None, prog="minicnn show"):
     args = parser.parse_args(argv)
     try:
         kwargs = {}
-        state = _state_dict(args.checkpoint) if args.checkpoint else None
+        state = (models.load_model_state(args.checkpoint, op="--checkpoint")
+                 if args.checkpoint else None)
         if state is not None:
             kwargs["in_channels"], kwargs["num_classes"] = _sizes(state)
         if args.num_classes is not None:
@@ -75,7 +61,7 @@ def cli_main(argv=None, prog="minicnn show"):
         if state is not None:
             model.load_state_dict(state)
         grid = show_filters(model, args.out, nrow=args.nrow, scale=args.scale)
-    except (_UsageError, ValueError, KeyError) as exc:
+    except (_UsageError, ValueError, KeyError, FileNotFoundError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: the {grid.shape[2]}x{grid.shape[1]} grid of "

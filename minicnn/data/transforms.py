@@ -629,3 +629,60 @@ class CutMix(_BatchMix):
 
     def __repr__(self):
         return f"CutMix(alpha={self.alpha}, num_classes={self.num_classes})"
+
+
+# ----------------------------------------------------------- test-time crops
+
+class FiveCrop:
+    """The four corner crops and the central crop of ``size``, as torchvision's
+    ``FiveCrop``: a tuple ``(top-left, top-right, bottom-left, bottom-right, centre)``.
+    For test-time averaging (stack the crops, average the predictions): see
+    ``minicnn.utils.tta``."""
+
+    def __init__(self, size):
+        self.size = _pair(size, "FiveCrop")
+
+    def __call__(self, img):
+        img, back = _geometric_input(img, "FiveCrop")
+        return tuple(back(c) for c in _five_crops(img, self.size, "FiveCrop"))
+
+    def __repr__(self):
+        return f"FiveCrop(size={self.size})"
+
+
+class TenCrop:
+    """:class:`FiveCrop`'s five crops, then the same five of the mirrored image
+    (left-right, or top-bottom with ``vertical_flip``), as torchvision's ``TenCrop``: the
+    ten fixed patches over which AlexNet averages its test predictions (Krizhevsky et al.
+    2012 §4.1; seed 002 L351 says "five random crops", the paper's are these)."""
+
+    def __init__(self, size, vertical_flip=False):
+        self.size, self.vertical_flip = _pair(size, "TenCrop"), vertical_flip
+
+    def __call__(self, img):
+        img, back = _geometric_input(img, "TenCrop")
+        if self.vertical_flip:
+            mirrored = (img.transpose(imageops._pil().FLIP_TOP_BOTTOM) if imageops.is_pil(img)
+                        else img[..., ::-1, :].copy())
+        else:
+            mirrored = imageops.hflip(img)
+        crops = _five_crops(img, self.size, "TenCrop") + _five_crops(mirrored, self.size,
+                                                                     "TenCrop")
+        return tuple(back(c) for c in crops)
+
+    def __repr__(self):
+        return f"TenCrop(size={self.size}, vertical_flip={self.vertical_flip})"
+
+
+def _five_crops(img, size, name):
+    th, tw = size
+    h, w = imageops.image_size(img)
+    if th > h or tw > w:
+        raise ValueError(f"{name}: requested crop size {(th, tw)} is bigger than the image "
+                         f"size {(h, w)}")
+    return (imageops.crop(img, 0, 0, th, tw), imageops.crop(img, 0, w - tw, th, tw),
+            imageops.crop(img, h - th, 0, th, tw), imageops.crop(img, h - th, w - tw, th, tw),
+            imageops.center_crop(img, size))
+
+
+__all__ += ["FiveCrop", "TenCrop"]

@@ -14,6 +14,7 @@ from .googlenet import *    # noqa: F401,F403
 from .resnet import *       # noqa: F401,F403
 from .densenet import *     # noqa: F401,F403
 from .transfer import *     # noqa: F401,F403
+from .ensemble import Ensemble, load_model_state                       # noqa: F401
 from ._utils import IntermediateLayerGetter                            # noqa: F401
 from . import segmentation                                             # noqa: F401
 from .segmentation import fcn32s, fcn16s, fcn8s, fcn_resnet50, unet    # noqa: F401
