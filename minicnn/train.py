@@ -49,7 +49,7 @@ from . import backend
 from .autograd import Tensor, no_grad
 from .utils.serialization import CheckpointError, load, save
 
-__all__ = ["Trainer", "Task", "Classification", "Segmentation", "Detection", "Mean",
+__all__ = ["Trainer", "Task", "Classification", "Segmentation", "Detection", "GAN", "Mean",
            "Accuracy", "load_checkpoint", "plot_curves", "plot_segmentation", "plot_detections", "run_folder_lock", "holds_run", "TrainingDiverged", "RunFolderError",
            "CHECKPOINT", "METRICS", "CURVES", "CONFIG"]
 
@@ -641,6 +641,137 @@ def _centre_to(masks, size):
                          f"masks ({H}x{W})")
     top, left = (H - h) // 2, (W - w) // 2
     return masks[..., top:top + h, left:left + w]
+
+
+# ========================================================================= GAN
+
+class GAN(Task):
+    """A generative adversarial network (Goodfellow et al. 2014), trained as DCGAN is.
+
+    Every batch of real images makes one update of each network
+    (:func:`minicnn.models.gan.gan_train_step`): the discriminator on the real batch and
+    on a fake one (binary cross-entropy, real = 1, fake = 0), then the generator through
+    the updated discriminator with the non-saturating loss ``-log D(G(z))``
+    (``loss="minimax"``: the original ``log(1 - D(G(z)))``). The noise ``z`` is drawn from
+    minicnn's generator, so a resumed run draws what an uninterrupted one would.
+
+    The trainer's model is an ``nn.ModuleDict`` holding a ``"generator"`` and a
+    ``"discriminator"`` (which returns one probability per image), its optimizer a dict
+    with the same two names. Logged: ``loss_d``, ``loss_g``, and the mean outputs of the
+    discriminator ``d_real`` (D(x)) and ``d_fake`` (D(G(z)), before D's step); when the
+    generator matches the data, the best discriminator answers 1/2 for both.
+
+    After each epoch it draws the curves of both losses and both outputs, and
+    ``samples/epoch-NNN.png``: the generator (in eval mode) applied to a fixed batch of
+    ``samples`` noise vectors, tiled ``nrow`` a row, [-1, 1] shown as black to white. The
+    batch is drawn from ``seed`` by a NumPy generator of its own (never minicnn's), so it
+    is the same batch in every epoch and after a resume, and training draws are untouched.
+
+    Args:
+        loss: the generator's loss, ``"non_saturating"`` (default) or ``"minimax"``.
+        nz: the size of the noise; default the generator's ``nz`` attribute.
+        samples, nrow, seed: the fixed noise batch and its picture.
+    """
+
+    curves = ("loss_d", "loss_g")
+
+    def __init__(self, loss="non_saturating", nz=None, samples=64, nrow=8, seed=0):
+        from .models.gan import GAN_LOSSES
+        if loss not in GAN_LOSSES:
+            raise ValueError(f"GAN: loss must be one of {', '.join(GAN_LOSSES)}, got {loss!r}")
+        for name, value in (("samples", samples), ("nrow", nrow)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"GAN: {name} must be a positive int, got {value!r}")
+        self.loss, self.nz, self.samples, self.nrow = loss, nz, samples, nrow
+        self.seed = int(seed)
+
+    def train_step(self, trainer, batch):
+        from .models.gan import gan_train_step
+        netG, netD = self.networks(trainer.model)
+        optimizers = trainer.optimizer
+        if not (isinstance(optimizers, dict) and
+                {"generator", "discriminator"} <= set(optimizers)):
+            given = sorted(optimizers) if isinstance(optimizers, dict) else \
+                type(optimizers).__name__
+            raise TypeError("GAN: the trainer's optimizer must be a dict with a "
+                            f"'generator' and a 'discriminator' optimizer, got {given}")
+        real = self._real(batch)
+        numbers, _ = gan_train_step(netG, netD, optimizers["generator"],
+                                    optimizers["discriminator"], real,
+                                    self._noise(netG, len(real), real), self.loss)
+        return numbers, None
+
+    def losses(self, model, batch, training):
+        """Both losses on a batch of real images and as many fakes, without an update
+        (what evaluation on held-out images reports)."""
+        from .creation import ones_like, zeros_like
+        from .nn import functional as F
+        netG, netD = self.networks(model)
+        real = self._real(batch)
+        d_real, d_fake = netD(real), netD(netG(self._noise(netG, len(real), real)))
+        loss_d = F.binary_cross_entropy(d_real, ones_like(d_real)) + \
+            F.binary_cross_entropy(d_fake, zeros_like(d_fake))
+        loss_g = F.binary_cross_entropy(d_fake, ones_like(d_fake)) \
+            if self.loss == "non_saturating" else \
+            -F.binary_cross_entropy(d_fake, zeros_like(d_fake))
+        return {"loss_d": loss_d, "loss_g": loss_g, "d_real": d_real.mean(),
+                "d_fake": d_fake.mean()}, None
+
+    def draw(self, trainer, folder):
+        from .utils.visualize import save_image
+        plot_curves(trainer.history, os.path.join(folder, CURVES),
+                    self.curves + ("d_real", "d_fake"))
+        os.makedirs(os.path.join(folder, "samples"), exist_ok=True)
+        save_image(self.sample(trainer.model),
+                   os.path.join(folder, "samples", f"epoch-{trainer.epoch:03d}.png"),
+                   nrow=self.nrow, normalize=True, value_range=(-1.0, 1.0))
+
+    def fixed_noise(self, nz):
+        """The ``(samples, nz, 1, 1)`` float64 host array drawn from ``seed``."""
+        rng = np.random.Generator(np.random.PCG64(self.seed))
+        return rng.standard_normal((self.samples, nz, 1, 1))
+
+    def sample(self, model):
+        """The generator's images ``(samples, C, H, W)`` for the fixed noise, in eval mode
+        (BatchNorm with its running statistics) and without a graph; the mode is
+        restored afterwards."""
+        netG, _ = self.networks(model)
+        noise = Tensor(self.fixed_noise(self._nz(netG)))
+        weight = next(iter(netG.parameters()), None)
+        if weight is not None:
+            noise = noise.to(dtype=weight.dtype, device=weight.device)
+        was_training = netG.training
+        netG.eval()
+        try:
+            with no_grad():
+                return netG(noise)
+        finally:
+            netG.train(was_training)
+
+    @staticmethod
+    def networks(model):
+        """``(generator, discriminator)`` of the trainer's model."""
+        try:
+            return model["generator"], model["discriminator"]
+        except (KeyError, TypeError):
+            raise TypeError("GAN: the model must be an nn.ModuleDict holding a 'generator' "
+                            f"and a 'discriminator', got {type(model).__name__}") from None
+
+    def _nz(self, netG):
+        nz = self.nz if self.nz is not None else getattr(netG, "nz", None)
+        if nz is None:
+            raise ValueError(f"GAN: the generator ({type(netG).__name__}) has no nz "
+                             "attribute; give the noise size as GAN(nz=...)")
+        return int(nz)
+
+    def _noise(self, netG, n, like):
+        from .creation import randn
+        return randn(n, self._nz(netG), 1, 1, dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def _real(batch):
+        """The images of a batch: ``(images, labels)`` or ``(images,)`` or images."""
+        return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
 # ====================================================== streaming accumulators

@@ -176,8 +176,8 @@ def gan_train_step(netG, netD, optimizerG, optimizerD, real, noise,
 
     ``real`` (N, nc, S, S) in [-1, 1]; ``noise`` (N, nz, 1, 1). D runs in training mode on
     each batch separately (its BatchNorm sees real and fake apart, as in the example).
-    Returns ``(numbers, fake)``: detached scalars ``loss_d``, ``loss_g``, ``d_x`` (mean
-    D(x)), ``d_g_z`` (mean D(G(z)) before D's step) and the fake batch (with its graph).
+    Returns ``(numbers, fake)``: detached scalars ``loss_d``, ``loss_g``, ``d_real`` (mean
+    D(x)), ``d_fake`` (mean D(G(z)) before D's step) and the fake batch (with its graph).
     NOTE: G's backward also leaves gradients in D's parameters; D's next ``zero_grad``
     clears them before they are used.
     """
@@ -204,5 +204,5 @@ def gan_train_step(netG, netD, optimizerG, optimizerD, real, noise,
         loss_g = -F.binary_cross_entropy(output, minicnn.zeros_like(output))
     loss_g.backward()
     optimizerG.step()
-    return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "d_x": d_x,
-            "d_g_z": d_g_z}, fake
+    return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "d_real": d_x,
+            "d_fake": d_g_z}, fake
