@@ -5,6 +5,7 @@
     minicnn summary     layer table of a model: shapes, parameters, multiply-adds
     minicnn bench       minicnn vs PyTorch timings
     minicnn show        pictures of a model (show filters: its first-layer filters)
+    minicnn explain     a worked example of conv2d / conv_transpose2d / max_pool2d
 
 Argument parsing lives here and only here: ``cli/train.py`` and ``cli/summary.py`` own
 the options of their sub-commands; the library below them takes plain arguments.
@@ -50,7 +51,8 @@ def build_parser():
             ("train", _train, "train a CNN (default: LeNet-5 on the offline digits set)"),
             ("summary", _summary, "layer table of a model"),
             ("bench", _bench, "minicnn vs PyTorch timings"),
-            ("show", _show, "pictures of a model: show filters")):
+            ("show", _show, "pictures of a model: show filters"),
+            ("explain", _explain, "a worked example of an op, with real numbers")):
         p = sub.add_parser(name, help=help_text, add_help=False)
         p.set_defaults(run=run)
     return parser
@@ -73,6 +75,11 @@ def _show(args):
     return show.cli_main(args.rest, prog="minicnn show")
 
 
+def _explain(args):
+    from . import explain
+    return explain.cli_main(args.rest, prog="minicnn explain")
+
+
 def _bench(args):
     # NOTE: benchmarks/ sits above the package (it imports minicnn and torch), so the
     # command finds it at run time instead of importing it at the top of this file.
@@ -84,7 +91,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     # everything after a delegated sub-command goes to that command's own parser
-    if argv and argv[0] in ("train", "summary", "bench", "show"):
+    if argv and argv[0] in ("train", "summary", "bench", "show", "explain"):
         args = parser.parse_args(argv[:1])
         args.rest = argv[1:]
     else:
