@@ -21,3 +21,20 @@ def test_lenet_by_hand_runs_and_leaves_nothing_behind(tmp_path):
     accuracy = float(run.stdout.split("test accuracy ")[-1].split("%")[0])
     assert accuracy > 90
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_monster_finetune_freezes_then_fine_tunes(tmp_path):
+    """Seed 002's loop: the AlexNet layer does not move while frozen, the loss falls."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "monster_finetune.py"),
+                          "--blocks", "2", "--channels", "8", "--epochs", "4",
+                          "--train-size", "128"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "Monster(2, 8): " in run.stdout
+    assert "(AlexNet layer unchanged while frozen: True)" in run.stdout
+    losses = [float(line.split()[1]) for line in run.stdout.splitlines()
+              if line.endswith(("frozen", "fine-tuning")) and line[0].isdigit()]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert "test_error" in run.stdout

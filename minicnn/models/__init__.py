@@ -14,6 +14,7 @@ from .googlenet import *    # noqa: F401,F403
 from .resnet import *       # noqa: F401,F403
 from .densenet import *     # noqa: F401,F403
 from .transfer import *     # noqa: F401,F403
+from .seed_variants import *  # noqa: F401,F403
 from .ensemble import Ensemble, load_model_state                       # noqa: F401
 from ._utils import IntermediateLayerGetter                            # noqa: F401
 from . import segmentation                                             # noqa: F401
@@ -36,6 +37,11 @@ _CLASSIFIERS = {
         "vgg16_c", "vgg16_c_bn", "vgg19", "vgg19_bn")},
     "nin": (nin, _IMAGENET),                               # noqa: F405
     "nin_cifar": (nin_cifar, _CIFAR),                      # noqa: F405
+    # the seeds' own listings (models/seed_variants.py)
+    "lenet5_fleuret": (lenet5_fleuret, (1, 28, 28)),       # noqa: F405
+    "lenet5_d2l": (lenet5_d2l, (1, 28, 28)),               # noqa: F405
+    "nin_d2l": (nin_d2l, (1, 224, 224)),                   # noqa: F405
+    "monster": (monster, _CIFAR),                          # noqa: F405
     "googlenet": (googlenet, _IMAGENET),                   # noqa: F405
     "googlenet_paper": (googlenet_paper, _IMAGENET),       # noqa: F405
     **{name: (globals()[name], _IMAGENET) for name in (

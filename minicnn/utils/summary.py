@@ -121,11 +121,15 @@ def summary(model, input_size=None, *, input_data=None, batch_size=1, dtype=None
             for h in handles:
                 h.remove()
 
-    # modules with parameters that did not run, named at the highest such level
+    # modules with parameters of which nothing ran, named at the highest such level (a
+    # ModuleList is never called itself: it ran when one of its members did)
+    def ran(module):
+        return any(id(sub) in seen for sub in module.modules())
+
     unused = []
     for name, m in model.named_modules():
         parent = model.get_submodule(name.rpartition(".")[0]) if name else None
-        if (name and id(m) not in seen and id(parent) in seen
+        if (name and not ran(m) and ran(parent)
                 and any(True for _ in m.parameters())):
             unused.append(name)
     total_macs = rows[0][5] if rows else 0           # the root's call encloses all
