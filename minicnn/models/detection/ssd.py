@@ -527,19 +527,23 @@ class SSDFeatureExtractorVGG(nn.Module):
 
 
 class SSDFeatureExtractorSmall(SSDFeatureExtractorVGG):
-    """The same recipe on a narrow trunk for small images (minicnn's addition).
+    """The same recipe on a narrow VGG for small images (minicnn's addition).
 
-    ``features``: 3x3 convolutions and 2x2 pools ``cfg`` (a VGG configuration list);
-    its last map, L2-normalised and scaled, is the first output. ``extra.0``: a 2x2 pool,
-    a 3x3 convolution (fc6's place) and a 1x1 (fc7's); every further block halves the
-    map with a 1x1 bottleneck and a stride-2 3x3 convolution. For a 64x64 image and the
-    default configuration the maps are 8x8, 4x4, 2x2 and 1x1.
+    ``features``: VGG's 3x3 convolutions and 2x2 pools as listed in ``cfg`` (a VGG
+    configuration, see ``minicnn.models.vgg``; with BN after each convolution if
+    ``batch_norm``), ending with convolutions at 1/8 of the input, as conv4_3 does: that
+    map, L2-normalised and scaled, is the first output. ``extra.0`` halves it with a 2x2
+    pool and applies a 3x3 and a 1x1 convolution (fc6's and fc7's places); every further
+    block halves the map with a 1x1 bottleneck and a stride-2 3x3 convolution. For a
+    64x64 image and the default configuration the maps are 8x8, 4x4, 2x2 and 1x1 with
+    128 channels each.
     """
 
-    def __init__(self, cfg=(16, "M", 32, "M", 64, 64, "M"), fc_channels=128,
-                 extra_channels=(128, 128), in_channels=3):
+    def __init__(self, cfg=(16, "M", 32, "M", 64, 64, "M", 128, 128), fc_channels=128,
+                 extra_channels=(128, 128), in_channels=3, batch_norm=False):
         nn.Module.__init__(self)
-        self.features = make_layers(list(cfg), in_channels=in_channels)
+        self.features = make_layers(list(cfg), batch_norm=batch_norm, in_channels=in_channels)
+        _vgg_init(self.features)
         channels = [v for v in cfg if v != "M"][-1]
         self.scale_weight = nn.Parameter(minicnn.ones(channels) * 20)
         extra = nn.ModuleList([nn.Sequential(
@@ -561,6 +565,17 @@ class SSDFeatureExtractorSmall(SSDFeatureExtractorVGG):
         _xavier_init(extra)
         self.extra = extra
         self.out_channels = out_channels
+
+
+def _vgg_init(features):
+    """VGG's initialisation (He normal, fan out; zero biases; BN at 1 and 0)."""
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
 
 
 # ========================================================================= builders
@@ -598,10 +613,7 @@ def ssd300_vgg16(num_classes=91, trainable_backbone_layers=None, **kwargs):
     trainable_backbone_layers = 5 if trainable_backbone_layers is None else \
         trainable_backbone_layers
     backbone = make_layers(cfgs["D"])            # VGG16's features, torchvision's layout
-    for m in backbone.modules():                 # VGG's initialisation of its convolutions
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.constant_(m.bias, 0)
+    _vgg_init(backbone)
     backbone = _vgg_extractor(backbone, False, trainable_backbone_layers)
     anchor_generator = DefaultBoxGenerator(
         [[2], [2, 3], [2, 3], [2, 3], [2], [2]],
@@ -617,17 +629,26 @@ def ssd300_vgg16(num_classes=91, trainable_backbone_layers=None, **kwargs):
     return SSD(backbone, anchor_generator, (300, 300), num_classes, **kwargs)
 
 
-def ssd_small(num_classes=4, image_size=64, in_channels=3, **kwargs):
-    """A small SSD for small images such as the generated shapes (minicnn's addition):
-    :class:`SSDFeatureExtractorSmall` (maps 8, 4, 2, 1 for 64x64), 4 or 6 default boxes
-    per position with scales 0.15 ... 0.9 of the image (the paper's rule with
-    s_min = 0.15), no normalisation (the data sets give normalised images).
+def ssd_small(num_classes=4, image_size=64, in_channels=3, width=16, batch_norm=True,
+              min_ratio=0.25, max_ratio=0.75, **kwargs):
+    """A small SSD for small images such as the generated shapes (minicnn's addition).
 
-    ``kwargs`` go to :class:`SSD` (e.g. ``score_thresh``, ``detections_per_img``).
+    :class:`SSDFeatureExtractorSmall` with widths ``width`` x (1, 2, 4, 8) (BN in the VGG
+    part with ``batch_norm``): four maps, 8, 4, 2 and 1 for a 64x64 image. Default boxes
+    (:class:`~minicnn.ops.DefaultBoxGenerator`): aspect ratios {1, 2, 1/2} and the extra
+    square, 4 per position (340 for 64x64), scales from ``min_ratio`` to ``max_ratio`` of
+    the image (the paper's linear rule; 0.25 ... 0.75 covers the shapes' 12-40 pixels:
+    98% of them overlap a default box by IoU >= 0.5). No normalisation: the data sets
+    give normalised images. ``kwargs`` go to :class:`SSD` (``score_thresh``,
+    ``detections_per_img`` (default 100), ...).
     """
-    backbone = SSDFeatureExtractorSmall(in_channels=in_channels)
-    anchor_generator = DefaultBoxGenerator([[2], [2, 3], [2, 3], [2]], min_ratio=0.15,
-                                           max_ratio=0.9)
+    width = positive_int("ssd_small", "width", width)
+    cfg = (width, "M", 2 * width, "M", 4 * width, 4 * width, "M", 8 * width, 8 * width)
+    backbone = SSDFeatureExtractorSmall(cfg, fc_channels=8 * width,
+                                        extra_channels=(8 * width, 8 * width),
+                                        in_channels=in_channels, batch_norm=batch_norm)
+    anchor_generator = DefaultBoxGenerator([[2], [2], [2], [2]], min_ratio=min_ratio,
+                                           max_ratio=max_ratio)
     defaults = {"image_mean": [0.0] * in_channels, "image_std": [1.0] * in_channels,
                 "detections_per_img": 100}
     kwargs = {**defaults, **kwargs}
