@@ -11,6 +11,7 @@ from .alexnet import *      # noqa: F401,F403
 from .vgg import *          # noqa: F401,F403
 from .nin import *          # noqa: F401,F403
 from .googlenet import *    # noqa: F401,F403
+from .inception import *    # noqa: F401,F403
 from .resnet import *       # noqa: F401,F403
 from .densenet import *     # noqa: F401,F403
 from .transfer import *     # noqa: F401,F403
@@ -44,6 +45,7 @@ _CLASSIFIERS = {
     "monster": (monster, _CIFAR),                          # noqa: F405
     "googlenet": (googlenet, _IMAGENET),                   # noqa: F405
     "googlenet_paper": (googlenet_paper, _IMAGENET),       # noqa: F405
+    "inception_v3": (inception_v3, (3, 299, 299)),         # noqa: F405
     **{name: (globals()[name], _IMAGENET) for name in (
         "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
         "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2")},
