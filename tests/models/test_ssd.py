@@ -602,6 +602,9 @@ def test_bad_input_errors_name_ssd():
                                          "5.0, 12.0\\] for target at index 1"):
         model([image, image], [good, {"boxes": mc.tensor([[5.0, 2.0, 5.0, 12.0]]),
                                       "labels": mc.tensor([1])}])
+    model.eval()                      # targets given in eval mode are checked too
+    with pytest.raises(ValueError, match="SSD: expected target boxes to be a tensor"):
+        model([image], [{"boxes": mc.zeros(1, 5), "labels": mc.tensor([1])}])
 
 
 def test_bad_model_arguments_name_ssd():

@@ -232,9 +232,9 @@ class SSD(nn.Module):
 
     def forward(self, images, targets=None):
         images = image_sequence("SSD", images)
-        if self.training:
-            if targets is None:
-                raise ValueError("SSD: in training mode, targets should be passed")
+        if self.training and targets is None:
+            raise ValueError("SSD: in training mode, targets should be passed")
+        if targets is not None:
             targets = self._checked_targets(targets, len(images))
 
         original_image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
