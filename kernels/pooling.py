@@ -156,21 +156,21 @@ def _max_scan(x, steps, out_shape, argmax=None):
         return out, None
     better = xp.empty(out_shape, dtype=bool)
     stamp = xp.empty(out_shape, dtype=argmax.dtype)
+    # NOTE: NaN > x is False, and once a window's maximum is NaN nothing is greater. torch
+    # points at the window's last NaN, so a NaN candidate counts as better too (k grows,
+    # so the last one stays). Asking "is there a NaN anywhere?" first would cost a wait
+    # for the device on a GPU at every call; two more array operations per tap do not.
+    is_nan = xp.empty(out_shape, dtype=bool) if x.dtype.kind == "f" else None
     for k, o, i in steps:
         cand, top = x[i], out[o]
         xp.greater(cand, top, out=better[o])
-        _record(argmax[o], better[o], k, stamp[o])
-        xp.maximum(top, cand, out=top)         # propagates NaN, as torch does
-    # NOTE: NaN > x is False, so the scan above never records a NaN, and once a window's
-    # maximum is NaN nothing is greater. torch points at the window's last NaN: a second
-    # pass, run only when some window is NaN, records every NaN (k grows, so the last
-    # one stays).
-    if x.dtype.kind == "f" and bool(xp.isnan(out).any()):
-        for k, o, i in steps:
+        if is_nan is not None:
             # NaN is the one value unequal to itself. NOTE: not isnan(..., out=view):
             # NumPy 2.4 writes wrong answers when both its input and output are strided.
-            cand = x[i]
-            _record(argmax[o], xp.not_equal(cand, cand, out=better[o]), k, stamp[o])
+            xp.not_equal(cand, cand, out=is_nan[o])
+            xp.logical_or(better[o], is_nan[o], out=better[o])
+        _record(argmax[o], better[o], k, stamp[o])
+        xp.maximum(top, cand, out=top)         # propagates NaN, as torch does
     return out, argmax
 
 

@@ -362,6 +362,7 @@ class Tensor:
         if self.array.size != 1:
             raise ValueError(f"item: only a tensor with one element can be converted to a "
                              f"Python number, this one has shape {self.shape}")
+        backend.flush_checks()          # queued device checks fail here, not later
         return self.array.reshape(()).item()
 
     def tolist(self):
@@ -557,7 +558,8 @@ def as_tensor(value, like=None, dtype=None):
         else:
             dt = like.dtype if not isinstance(value, bool) else np.bool_
         xp = backend.get_array_module(like.array)
-        return Tensor._wrap(xp.asarray(value, dtype=dt))
+        # full(), not asarray(): on a GPU a fill, where asarray would copy from the host
+        return Tensor._wrap(xp.full((), value, dtype=dt))
     array = _to_array(value, dtype)
     if like is not None and backend._is_cupy_array(like.array):
         array = backend.to_device(array, like.device)

@@ -176,18 +176,20 @@ class Trainer:
         losses, metrics = Mean(), self.task.metrics()
         shown = ("loss",) + self.task.curves
         bar = _progress_bar(loader, desc, self.progress)
+        unread = _UnreadLosses(self, losses)
         for step, batch in enumerate(bar, 1):
             batch = self.task.to_device(batch, self.device)
             step_losses, output = self.task.train_step(self, batch)
-            values = self._finite({k: v.item() for k, v in step_losses.items()}, step)
+            unread.add(step, step_losses, self.task.batch_size(batch))
             if self.scheduler_interval == "batch":
                 for _, scheduler in _named(self.scheduler):
                     scheduler.step()
-            losses.update(values, self.task.batch_size(batch))
             metrics.update(output, batch)
-            if self.progress:          # computing the running numbers costs a little
+            if _refresh_due(bar):      # read the device only when the bar shows the numbers
+                unread.read()
                 bar.set_postfix(_postfix({**losses.compute(), **metrics.compute()}, shown),
                                 refresh=False)
+        unread.read()
         bar.close()
         return {**losses.compute(), **metrics.compute()}
 
@@ -197,16 +199,18 @@ class Trainer:
         self.model.eval()
         losses, metrics = Mean(), self.task.metrics()
         bar = _progress_bar(loader, desc, self.progress)
+        unread = _UnreadLosses(self, losses)
         with no_grad():
             for batch in bar:
                 batch = self.task.to_device(batch, self.device)
                 step_losses, output = self.task.losses(self.model, batch, training=False)
-                values = self._finite({k: v.item() for k, v in step_losses.items()}, None)
-                losses.update(values, self.task.batch_size(batch))
+                unread.add(None, step_losses, self.task.batch_size(batch))
                 metrics.update(output, batch)
-                if self.progress:
+                if _refresh_due(bar):
+                    unread.read()
                     bar.set_postfix(_postfix(metrics.compute(), self.task.curves),
                                     refresh=False)
+        unread.read()
         bar.close()
         self.model.train()
         return {**losses.compute(), **metrics.compute(), "total": losses.count}
@@ -776,6 +780,30 @@ class GAN(Task):
 
 # ====================================================== streaming accumulators
 
+class _UnreadLosses:
+    """The losses of the steps since the last read, still where they were computed.
+
+    Reading a GPU value waits for the device, so the Trainer does not read each step's
+    loss: :meth:`read` fetches all of them in one transfer (when the progress bar is
+    redrawn, and at the end of the pass), stops the run at the first step whose loss is
+    not finite (:meth:`Trainer._finite`, naming that step), and adds them to ``losses``.
+    """
+
+    def __init__(self, trainer, losses):
+        self.trainer, self.losses, self.steps = trainer, losses, []
+
+    def add(self, step, step_losses, n):
+        self.steps.append((step, {k: v.array for k, v in step_losses.items()}, n))
+
+    def read(self):
+        steps, self.steps = self.steps, []
+        arrays = [a for _, values, _ in steps for a in values.values()]
+        host = iter(backend.fetch(arrays))
+        for step, values, n in steps:
+            numbers = {k: float(next(host)) for k in values}
+            self.losses.update(self.trainer._finite(numbers, step), n)
+
+
 class Mean:
     """Running means of named numbers over an epoch, each weighted by its batch size."""
 
@@ -801,11 +829,13 @@ class Accuracy:
     def update(self, logits, batch):
         labels = batch[1]
         predicted = logits.array.argmax(axis=1)
-        self.correct += int((predicted == labels.array).sum())
+        # a running count on the batch's device: read in compute(), not at every step
+        self.correct = self.correct + (predicted == labels.array).sum()
         self.seen += len(labels)
 
     def compute(self):
-        return {"accuracy": self.correct / max(self.seen, 1), "correct": self.correct}
+        correct = int(self.correct)
+        return {"accuracy": correct / max(self.seen, 1), "correct": correct}
 
 
 class _SegmentationMeter:
@@ -935,6 +965,14 @@ class _NoBar:
 
     def close(self):
         pass
+
+
+def _refresh_due(bar):
+    """True when tqdm will redraw ``bar`` at its next update (its ``mininterval`` has
+    passed since the last draw): the moment to read the running numbers it shows."""
+    if isinstance(bar, _NoBar):
+        return False
+    return bar._time() - bar.last_print_t >= bar.mininterval
 
 
 def _progress_bar(iterable, desc, enabled):

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numbers
 import warnings
 
+import numpy as np
+
 from .. import backend
 from ..autograd import Function, as_tensor
 from ._checks import check_float
@@ -92,9 +94,10 @@ def _masked_dropout(op, x, p, training, mask_shape):
         # every unit dropped: a zero mask, not 0 · 1/(1 - p) = 0 · inf = NaN
         mask = xp.zeros(mask_shape, dtype=x.dtype)
     else:
-        # keep where u >= p, u uniform in [0, 1): probability 1 - p. Drawn in float64 so
-        # a seed gives the same mask whatever the input's dtype.
-        keep = backend.get_rng(xp).random(mask_shape) >= p
+        # keep where u >= p, u uniform in [0, 1): probability 1 - p. Drawn in float32
+        # (one word of the stream per unit, steps of 2**-24) whatever the input's dtype,
+        # so a seed gives the same mask for float32 and float64 inputs, on every device.
+        keep = backend.get_rng(xp).random(mask_shape, dtype=np.float32) >= np.float32(p)
         mask = keep.astype(x.dtype) * x.dtype.type(1 / (1 - p))
     return Dropout(mask)(x)
 

@@ -104,7 +104,7 @@ class CrossEntropy(Function):
         x3 = x.reshape(n, c, s)                                     # (N, C, S)
         t2 = target.reshape(n, s)                                   # (N, S)
         logp, probs = _log_softmax(xp, x3, self.needs_input_grad[0])   # (N, C, S)
-        valid, t_safe, w_t = _pick_weights(xp, t2, self.weight, self.ignore_index, x.dtype)
+        valid, t_safe, w_t = _pick_weights(xp, t2, c, self.weight, self.ignore_index, x.dtype)
         picked = xp.take_along_axis(logp, t_safe[:, None, :], axis=1)[:, 0, :]   # (N, S)
         loss = -w_t * picked
         if self.eps > 0:
@@ -134,7 +134,8 @@ class CrossEntropy(Function):
             scale = scale * self.m          # loss_i · m_i: its gradient is scaled likewise
         eps, w_t = self.eps, self.w_t
         class_total = c if self.weight is None else self.weight.sum()   # Σ_c w_c
-        a = (1 - eps) * w_t + (eps / c) * class_total * self.valid     # (N, S)
+        # valid as w_t's dtype: a bool array times a Python number would be float64
+        a = (1 - eps) * w_t + (eps / c) * class_total * self.valid.astype(w_t.dtype)   # (N, S)
         gx = p * (scale * a)[:, None, :]
         onehot = xp.arange(c)[None, :, None] == self.t_safe[:, None, :]
         gx = gx - onehot * ((1 - eps) * w_t * scale)[:, None, :]
@@ -225,7 +226,7 @@ class NLLLoss(Function):
         s = math.prod(x.shape[2:])       # not -1: an empty batch (N = 0) must reshape too
         x3 = x.reshape(n, c, s)                                     # (N, C, S)
         t2 = target.reshape(n, s)                                   # (N, S)
-        valid, t_safe, w_t = _pick_weights(xp, t2, self.weight, self.ignore_index, x.dtype)
+        valid, t_safe, w_t = _pick_weights(xp, t2, c, self.weight, self.ignore_index, x.dtype)
         picked = xp.take_along_axis(x3, t_safe[:, None, :], axis=1)[:, 0, :]     # (N, S)
         loss = (-w_t * picked).astype(x.dtype, copy=False)
         count = w_t.sum()
@@ -395,11 +396,13 @@ def binary_cross_entropy(input, target, weight=None, *, reduction="mean"):
     y = y.to(dtype=x.dtype)
     xp = backend.get_array_module(x.array)
     out_of_range = (x.array < 0) | (x.array > 1) | xp.isnan(x.array)
-    if bool(out_of_range.any()):
+
+    def not_probabilities():
         bad = x.array[out_of_range].reshape(-1)[0].item()
         raise ValueError(f"binary_cross_entropy: every input must be a probability in "
                          f"[0, 1], found {bad} (use binary_cross_entropy_with_logits for "
                          f"logits)")
+    backend.check(out_of_range.any(), not_probabilities)     # queued on a GPU
     w = _broadcast_constant("binary_cross_entropy", "weight", weight, x)
     return BinaryCrossEntropy(w, reduction)(x, y)
 
@@ -557,11 +560,12 @@ def _pixel_weight(op, pixel_weight, x):
     arr = _on_device_of(m.array, x).astype(x.dtype, copy=False)
     xp = backend.get_array_module(arr)
     bad = ~(xp.isfinite(arr) & (arr >= 0))
-    # NOTE: one wait for the device per call, as for the target check below
-    if bool(bad.any()):
+
+    def not_weights():
         value = arr[bad].reshape(-1)[0].item()
         raise ValueError(f"{op}: pixel_weight must be finite and non-negative everywhere, "
                          f"found {value}")
+    backend.check(bad.any(), not_weights)           # queued on a GPU, as the target check
     return arr
 
 
@@ -578,13 +582,17 @@ def _class_target(op, x, t, classes, ignore_index):
                          f"{tuple(t.shape)}")
     arr = _on_device_of(t.array, x).astype("int64", copy=False)
     bad = ((arr < 0) | (arr >= classes)) & (arr != ignore_index)
-    # NOTE: on a GPU this check waits for the device once per call: the price of an error
-    # that names the bad value (torch instead fails later in a device-side assert)
-    if bool(bad.any()):
+
+    def out_of_bounds():
         value = int(arr[bad].reshape(-1)[0].item())
         raise IndexError(f"{op}: target {value} is out of bounds for {classes} classes "
                          f"(expected 0 <= target < {classes}, or ignore_index="
                          f"{ignore_index})")
+    # NOTE: on a GPU reading the check now would wait for the device at every call; it is
+    # queued and raised at the next read of a device value (backend.check), as torch's
+    # device-side assert is. CuPy wraps the bad index meanwhile; the loss is then garbage
+    # and is never shown, since the next read raises first.
+    backend.check(bad.any(), out_of_bounds)
     return Tensor._wrap(arr)
 
 
@@ -601,10 +609,12 @@ def _log_softmax(xp, x, with_probs):
     return shifted - xp.log(total), (exps / total if with_probs else None)
 
 
-def _pick_weights(xp, t2, weight, ignore_index, dtype):
+def _pick_weights(xp, t2, classes, weight, ignore_index, dtype):
     """For targets (N, S): which count, a safe index for gathering, and w[t] (0 if ignored)."""
     valid = t2 != ignore_index
-    t_safe = xp.where(valid, t2, 0)
+    # clipped too: a target out of range is an error, but on a GPU it is reported one read
+    # later (backend.check), and meanwhile must not index outside the classes
+    t_safe = xp.clip(xp.where(valid, t2, 0), 0, classes - 1)
     if weight is None:
         w_t = valid.astype(dtype)
     else:

@@ -46,10 +46,13 @@ def test_randperm_on_device_needs_no_generator_permutation(monkeypatch):
     assert np.array_equal(to_host(mc.randperm(10, device="cuda").array), to_host(p.array))
 
 
-def test_randperm_on_cpu_keeps_its_values():
+def test_randperm_is_the_same_on_cpu_and_device(monkeypatch):
     mc.manual_seed(3)
-    expected = np.random.Generator(np.random.PCG64(3)).permutation(7)
-    assert mc.randperm(7).tolist() == expected.tolist()
+    host = mc.randperm(50).tolist()
+    install(monkeypatch)
+    mc.manual_seed(3)
+    assert to_host(mc.randperm(50, device="cuda").array).tolist() == host
+    assert sorted(host) == list(range(50)) and host != list(range(50))
 
 
 def test_randperm_refuses_a_negative_n():
