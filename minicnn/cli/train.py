@@ -3,11 +3,13 @@
 With no options it trains LeNet-5 on the offline digits set and prints the test accuracy;
 ``--task segmentation`` trains a U-Net on generated shapes and prints the test mean IoU;
 ``--task detection`` trains a small YOLO v1 on generated shapes with boxes and prints the
-test mAP@0.5; ``minicnn train --help`` lists the options. The names it accepts come from
-tables the library keeps: models from ``minicnn.models.MODELS`` (each with its task), data
-sets from :data:`DATASETS`, :data:`SEGMENTATION_DATASETS` and :data:`DETECTION_DATASETS`
-below (the files of MNIST, Fashion-MNIST, CIFAR, VOC and Cityscapes are read from
-``--data-dir``: nothing is downloaded).
+test mAP@0.5; ``--task gan`` trains DCGAN's generator and discriminator on the digits and
+draws samples of a fixed noise batch after every epoch; ``minicnn train --help`` lists the
+options. The names it accepts come from tables the library keeps: models from
+``minicnn.models.MODELS`` (each with its task; GANs from ``minicnn.models.gan.GANS``), data
+sets from :data:`DATASETS`, :data:`SEGMENTATION_DATASETS`, :data:`DETECTION_DATASETS` and
+:data:`GAN_DATASETS` below (the files of MNIST, Fashion-MNIST, CIFAR, VOC and Cityscapes
+are read from ``--data-dir``: nothing is downloaded).
 """
 from __future__ import annotations
 
@@ -26,12 +28,13 @@ from .. import backend, models, optim
 from ..autograd import Tensor, no_grad
 from ..data import (DataLoader, Subset, TensorDataset, datasets, detection_collate,
                     transforms as T)
-from ..train import (CONFIG, Classification, Detection, RunFolderError, Segmentation,
+from ..train import (CONFIG, GAN, Classification, Detection, RunFolderError, Segmentation,
                      Trainer, TrainingDiverged, holds_run, load_checkpoint, run_folder_lock)
 
 __all__ = ["cli_main", "build_parser", "build_datasets", "build_segmentation_datasets",
-           "build_detection_datasets", "build_model", "check_model_on", "ModelInputError",
-           "DATASETS", "SEGMENTATION_DATASETS", "DETECTION_DATASETS"]
+           "build_detection_datasets", "build_gan_datasets", "build_model", "check_model_on",
+           "ModelInputError", "DATASETS", "SEGMENTATION_DATASETS", "DETECTION_DATASETS",
+           "GAN_DATASETS"]
 
 
 # ============================================================ what to train on
@@ -204,6 +207,38 @@ def build_detection_datasets(name, data_dir=None, image_size=None, augment=False
     return train, test, len(names), 3, size, names
 
 
+GAN_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+
+
+def build_gan_datasets(name, data_dir=None, image_size=None, subset=None, seed=0):
+    """``(train_set, in_channels, image_size)``: the training images of a data set for a
+    GAN, scaled to [-1, 1] (the range of the generator's tanh): ``(x - 0.5) / 0.5`` per
+    channel. The labels stay in the samples, unused; there is no test set and no
+    augmentation. Digits are drawn at ``image_size`` (28 by default), the files of MNIST,
+    Fashion-MNIST (28) and CIFAR-10 (32) are read from ``data_dir`` and resized.
+    """
+    if name not in GAN_DATASETS:
+        raise ValueError(f"unknown GAN dataset {name!r}; choose from {', '.join(GAN_DATASETS)}")
+    if name != "digits" and data_dir is None:
+        raise ValueError(f"--dataset {name} reads files you already have: pass --data-dir "
+                         "FOLDER (minicnn does not download data sets)")
+    channels, native = (3, 32) if name == "cifar10" else (1, 28)
+    size = native if image_size is None else int(image_size)
+    if name == "digits":
+        train = datasets.Digits(train=True, image_size=size)
+    else:
+        kind = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST,
+                "cifar10": datasets.CIFAR10}[name]
+        train = kind(data_dir, train=True)
+    resize = [T.Resize(size)] if name != "digits" and size != native else []
+    train.transform = T.Compose([T.ToTensor()] + resize +
+                                [T.Normalize((0.5,) * channels, (0.5,) * channels)])
+    if subset is not None and subset < len(train):
+        order = np.random.Generator(np.random.PCG64(seed)).permutation(len(train))
+        train = Subset(train, np.sort(order[:subset]).tolist())
+    return train, channels, size
+
+
 # Builder arguments `minicnn train` passes unless --set says otherwise: U-Net with padded
 # convolutions keeps the image size, so masks and outputs line up at any size divisible
 # by 16 (the paper's valid form needs sizes such as 572; --set padding=False gives it),
@@ -306,33 +341,37 @@ def build_parser(prog="minicnn train"):
     p = argparse.ArgumentParser(
         prog=prog, description="Train a CNN. With no options: LeNet-5 on the offline digits "
         "set (scikit-learn's 1,797 handwritten digits at 28x28), about a minute on a CPU.")
-    p.add_argument("--task", default="classification", choices=models.TASKS,
+    p.add_argument("--task", default="classification", choices=models.TASKS + ("gan",),
                    help="classification (default): a label per image; segmentation: a "
                    "class per pixel, scored by mean IoU; detection: boxes and classes of "
-                   "the objects in an image, scored by mAP@0.5")
+                   "the objects in an image, scored by mAP@0.5; gan: a generator of "
+                   "images and its discriminator (DCGAN), with samples drawn every epoch")
     p.add_argument("--model", help="a model of minicnn.models for the task (minicnn summary "
                    "--list): default lenet5 for classification, unet for segmentation, "
-                   "yolo_v1_small for detection")
+                   "yolo_v1_small for detection, dcgan for gan")
     p.add_argument("--dataset", choices=sorted(set(DATASETS + SEGMENTATION_DATASETS
                                                    + DETECTION_DATASETS)),
                    help="classification: digits (default, offline), synthetic (generated "
                    "shapes), or mnist, fashion-mnist, cifar10, cifar100 from --data-dir; "
                    "segmentation: shapes (default, generated masks), or voc, cityscapes "
-                   "from --data-dir; detection: shapes (default, generated boxes) or voc")
+                   "from --data-dir; detection: shapes (default, generated boxes) or voc; "
+                   "gan: digits (default), or mnist, fashion-mnist, cifar10 from --data-dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a further argument for the model's builder, e.g. --set "
-                   "base_channels=16 (repeatable)")
+                   "base_channels=16 (repeatable); for gan nz, ngf, ndf")
     p.add_argument("--data-dir", help="folder with the MNIST/Fashion-MNIST/CIFAR files")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (default 20; "
                    "segmentation 8)")
-    p.add_argument("--batch-size", type=int, default=None, help="default 32 (segmentation 8)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 32 (segmentation 8, "
+                   "gan 64)")
     p.add_argument("--optimizer", default=None, choices=sorted(_DEFAULT_LR),
                    help="default sgd (segmentation adam)")
     p.add_argument("--lr", type=float, help="learning rate (default 0.05 for sgd, 1e-3 "
                    "for the others; segmentation 3e-3)")
     p.add_argument("--momentum", type=float, default=0.9, help="sgd/rmsprop momentum "
                    "(default 0.9)")
-    p.add_argument("--weight-decay", type=float, default=5e-4, help="default 5e-4")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="default 5e-4 (gan 0)")
     p.add_argument("--scheduler", default=None,
                    choices=["cosine", "step", "onecycle", "linear", "none"],
                    help="learning-rate schedule (default cosine; segmentation onecycle)")
@@ -415,6 +454,8 @@ def _resolve_options(args):
         for key, value in _TASK_DEFAULTS[args.task].items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
+        if args.weight_decay is None:
+            args.weight_decay = 0.0 if args.task == "gan" else 5e-4
         if args.device is None:
             args.device = "cpu"
         if args.lr is None:
@@ -428,8 +469,14 @@ def _resolve_options(args):
     return args, state
 
 
+# A GAN on the digits (1,438 images of 28x28): DCGAN's networks at width 32, batch 64 (the
+# example's). Narrower (16) or with batch 32, the generator collapsed to a flat grey image
+# within a few epochs, in minicnn and in torch alike; torch's twin of this setting drew
+# digit-like samples after 15 to 20 epochs.
+_GAN_EPOCHS, _GAN_BATCH, _GAN_WIDTH = 20, 64, 32
+
 _DEFAULT_MODEL = {"classification": "lenet5", "segmentation": "unet",
-                  "detection": "yolo_v1_small"}
+                  "detection": "yolo_v1_small", "gan": "dcgan"}
 # What a run of each task uses unless told otherwise. Segmentation: U-Net on the shapes
 # reaches a mean IoU above 0.9 in 8 epochs with Adam at 3e-3 on a one-cycle schedule.
 _TASK_DEFAULTS = {
@@ -439,20 +486,31 @@ _TASK_DEFAULTS = {
                      "scheduler": "onecycle"},
     "detection": {"epochs": 20, "batch_size": 32, "optimizer": "adam",
                   "scheduler": "onecycle"},
+    # GAN: DCGAN's Adam (lr 2e-4, betas (0.5, 0.999)) at a constant rate
+    "gan": {"epochs": _GAN_EPOCHS, "batch_size": _GAN_BATCH, "optimizer": "adam",
+            "scheduler": "none"},
 }
 _DEFAULT_DATASET = {"classification": "digits", "segmentation": "shapes",
-                    "detection": "shapes"}
+                    "detection": "shapes", "gan": "digits"}
 # the learning rate of a task's default optimizer (classification: per optimizer)
-_TASK_LR = {"segmentation": 3e-3, "detection": 1e-3}
+_TASK_LR = {"segmentation": 3e-3, "detection": 1e-3, "gan": 2e-4}
 
 
 def _check_task(args):
     """The data set, the model and the options must all fit the task."""
     sets = {"classification": DATASETS, "segmentation": SEGMENTATION_DATASETS,
-            "detection": DETECTION_DATASETS}[args.task]
+            "detection": DETECTION_DATASETS, "gan": GAN_DATASETS}[args.task]
     if args.dataset not in sets:
         raise _UsageError(f"--dataset {args.dataset} is not a {args.task} data set; for "
                           f"--task {args.task} choose from {', '.join(sets)}")
+    if args.task == "gan":
+        if args.model not in models.gan.GANS:
+            raise _UsageError(f"--model {args.model} is not a GAN; for --task gan choose "
+                              f"from {', '.join(models.gan.GANS)}")
+        if args.mixup:
+            raise _UsageError("--mixup mixes labels of whole images; it does not apply to "
+                              "--task gan")
+        return
     try:
         task = models.model_task(args.model)
     except ValueError as exc:
@@ -534,7 +592,9 @@ def _run(args, prog):
         verb = f"resuming at epoch {trainer.epoch + 1} of" if resumed else "training"
         print(f"{verb} {args.model} ({parameters:,} parameters) for {args.task} on "
               f"{args.dataset} "
-              f"({len(train_set)} train / {len(test_set)} test images, {size}x{size}), "
+              f"({len(train_set)} train"
+              + (f" / {len(test_set)} test" if test_set is not None else "")
+              + f" images, {size}x{size}), "
               f"{_count(args.epochs, 'epoch')}, {args.optimizer} lr {args.lr:g}, "
               f"{args.scheduler} schedule, device {device}\nrun folder: {args.out}",
               flush=True)
@@ -547,7 +607,15 @@ def _run(args, prog):
         print(f"\ninterrupted after {_count(trainer.epoch, 'complete epoch')}; continue "
               f"with:\n  {prog} --resume {args.out}", file=sys.stderr)
         return 130
-    if trainer.history and "eval_map_50" in trainer.history[-1]:
+    if trainer.history and "train_loss_d" in trainer.history[-1]:
+        result = trainer.history[-1]
+        print(f"GAN losses after {_count(trainer.epoch, 'epoch')}: discriminator "
+              f"{result['train_loss_d']:.4f}, generator {result['train_loss_g']:.4f} (D(x) "
+              f"{result['train_d_real']:.2f}, D(G(z)) {result['train_d_fake']:.2f}), "
+              f"{time.perf_counter() - started:.1f} s; samples: "
+              f"{os.path.join(args.out, 'samples', f'epoch-{trainer.epoch:03d}.png')}",
+              flush=True)
+    elif trainer.history and "eval_map_50" in trainer.history[-1]:
         result = trainer.history[-1]
         print(f"test mAP@0.5: {result['eval_map_50']:.2%} ({len(test_set)} images) after "
               f"{_count(trainer.epoch, 'epoch')}, {time.perf_counter() - started:.1f} s; "
@@ -581,6 +649,8 @@ def _set_up(args, resumed):
         raise ValueError(f"--out {args.out!r} already holds a run; continue it with "
                          f"--resume {args.out}, replace it with --overwrite, or choose "
                          "another --out")
+    if args.task == "gan":
+        return _set_up_gan(args, resumed, device)
 
     if args.task == "segmentation":
         train_set, test_set, num_classes, in_channels, size, ignore_index = \
@@ -624,6 +694,47 @@ def _set_up(args, resumed):
     if resumed:
         trainer.load_checkpoint(args.resume, train_loader, test_loader)
     return trainer, (train_loader, test_loader), (train_set, test_set, size)
+
+
+def _set_up_gan(args, resumed, device):
+    """:func:`_set_up` for ``--task gan``: the training images, DCGAN's two networks in
+    one ``nn.ModuleDict`` (``--set nz=, ngf=, ndf=``), an optimizer (and schedule) for
+    each, and the :class:`minicnn.train.GAN` task."""
+    from .. import nn
+    train_set, channels, size = build_gan_datasets(args.dataset, args.data_dir,
+                                                   args.image_size, args.subset, args.seed)
+    if len(train_set) == 0:
+        raise ValueError(f"--dataset {args.dataset}: the training set holds no images")
+    options = {"nz": 100, "ngf": _GAN_WIDTH, "ndf": _GAN_WIDTH,
+               **_builder_options(args.set)}
+    unknown = sorted(set(options) - {"nz", "ngf", "ndf"})
+    if unknown:
+        raise ValueError(f"--model {args.model} takes --set nz=, ngf=, ndf=; got "
+                         f"{', '.join(unknown)}")
+    build_g, build_d = models.gan.GANS[args.model]
+    model = nn.ModuleDict({
+        "generator": build_g(options["nz"], options["ngf"], channels, size),
+        "discriminator": build_d(channels, options["ndf"], size)})
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                              num_workers=args.workers)
+    optimizers, schedulers = {}, {}
+    for name in ("generator", "discriminator"):
+        if args.optimizer == "adam":          # DCGAN's beta1 of 0.5
+            optimizers[name] = optim.Adam(model[name].parameters(), lr=args.lr,
+                                          betas=(0.5, 0.999), weight_decay=args.weight_decay)
+        else:
+            optimizers[name] = _make_optimizer(args, model[name])
+        schedulers[name], interval = _make_scheduler(args, optimizers[name],
+                                                     len(train_loader))
+    config = {k: v for k, v in vars(args).items() if k not in ("resume", "overwrite")}
+    trainer = Trainer(model, optimizers, task=GAN(seed=args.seed),
+                      scheduler=None if schedulers["generator"] is None else schedulers,
+                      scheduler_interval=interval, device=device, out_dir=args.out,
+                      progress=not args.quiet, log=not args.quiet, config=config,
+                      overwrite=args.overwrite)
+    if resumed:
+        trainer.load_checkpoint(args.resume, train_loader)
+    return trainer, (train_loader,), (train_set, None, size)
 
 
 def _same_folder(out, resume):

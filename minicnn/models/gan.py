@@ -48,7 +48,7 @@ from minicnn import nn
 from minicnn.nn import functional as F
 
 __all__ = ["Generator", "Discriminator", "dcgan_generator", "dcgan_discriminator",
-           "weights_init", "gan_train_step", "GAN_LOSSES"]
+           "weights_init", "gan_train_step", "GAN_LOSSES", "GANS"]
 
 #: the generator losses :func:`gan_train_step` knows
 GAN_LOSSES = ("non_saturating", "minimax")
@@ -206,3 +206,8 @@ def gan_train_step(netG, netD, optimizerG, optimizerD, real, noise,
     optimizerG.step()
     return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "d_real": d_x,
             "d_fake": d_g_z}, fake
+
+
+#: the GANs by name, as ``(generator builder, discriminator builder)``: what
+#: ``minicnn train --task gan --model`` accepts
+GANS = {"dcgan": (dcgan_generator, dcgan_discriminator)}
