@@ -18,7 +18,10 @@ setup(
     extras_require={
         # the main job: progress bars, learning-curve plots, the offline digits data
         "train": TRAIN,
-        "test": TRAIN + ["pytest>=7", "hypothesis>=6", "torch==2.13.0"],
+        # cupy-cuda12x: tests/fake_cupy.py reads CuPy's names from it (it imports without
+        # a GPU); CuPy 14 needs NumPy 2. Its wheels are for Linux and Windows.
+        "test": TRAIN + ["pytest>=7", "hypothesis>=6", "torch==2.13.0",
+                         "cupy-cuda12x>=14; platform_system != 'Darwin'"],
         # CuPy 14 runs on NumPy 2 only, and finds the CUDA libraries it compiles against
         # (NVRTC, cuBLAS, ...) through the [ctk] wheels rather than a system toolkit
         "gpu": ["cupy-cuda12x[ctk]>=14", "numpy>=2"],

@@ -33,6 +33,16 @@ def test_gpu_extra_installs_what_cupy_14_needs():
     assert any(r.replace(" ", "").startswith("numpy>=2") for r in gpu), gpu
 
 
+def test_test_extra_installs_the_cupy_the_fake_reads_its_names_from():
+    import fake_cupy
+    text = (ROOT / "setup.py").read_text(encoding="utf-8")
+    test = text[text.index('"test":'):text.index('"gpu":')]      # TRAIN + [...]: text
+    assert '"cupy-cuda12x>=14; ' in test, test
+    assert "permutation" not in fake_cupy.GENERATOR_NAMES          # read from CuPy 14
+    assert {"asnumpy", "scatter_add"} <= fake_cupy.CUPY_NAMES | fake_cupy.CUPYX_NAMES
+    assert "resize" not in fake_cupy.NDARRAY_NAMES and "get" in fake_cupy.NDARRAY_NAMES
+
+
 # ------------------------------------------------------------------- randperm
 
 def test_randperm_on_device_needs_no_generator_permutation(monkeypatch):
