@@ -50,8 +50,18 @@ How an op joins a fast path (one seam, the same in every op)
    in place, with the reference routine in the ``else``. No helper chooses a module or
    a function by name: the branch is where a reader can see it.
 
-A GPU kernel joins the same way: a module of functions with the reference's contract,
-a predicate here that says when it applies, and one more branch at the same place.
+A GPU kernel joins the same way: a module of functions with the reference's contract
+(``kernels/cuda_<family>.py``, written with numba.cuda), the predicate :func:`use_cuda`,
+and one more branch at the same place::
+
+       self.fast = dispatch.use_fast(x)
+       self.gpu = dispatch.use_cuda(x)
+       if self.fast:
+           out = numba_pool.max_pool2d_forward(...)
+       elif self.gpu:
+           out = cuda_pool.max_pool2d_forward(...)
+       else:
+           out = pooling.max_pool2d_forward(...)       # the reference
 
 Threads: the compiled loops run on the calling thread; the matrix multiplies around
 them on NumPy's BLAS threads (``threadpoolctl``, ``OPENBLAS_NUM_THREADS``).
@@ -63,7 +73,8 @@ import os
 
 import numpy
 
-__all__ = ["MODES", "get_kernels", "set_kernels", "kernels", "use_fast", "on_host"]
+__all__ = ["MODES", "get_kernels", "set_kernels", "kernels", "use_fast", "use_cuda",
+           "on_host"]
 
 MODES = ("auto", "reference")
 _FAST_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
@@ -124,6 +135,29 @@ def use_fast(*arrays):
         elif a.dtype != dtype:
             return False
     return dtype is not None
+
+
+def use_cuda(*arrays):
+    """True when the numba.cuda fast path should handle these arrays: the same rules as
+    :func:`use_fast`, for CuPy arrays instead of NumPy ones (arrays that numba.cuda can
+    read in place: they carry ``__cuda_array_interface__``), and numba can launch CUDA
+    kernels on this machine."""
+    if _mode != "auto":
+        return False
+    dtype = None
+    for a in arrays:
+        if a is None:
+            continue
+        if (type(a).__module__.split(".")[0] != "cupy"
+                or not hasattr(a, "__cuda_array_interface__")
+                or a.dtype not in _FAST_DTYPES or a.size == 0):
+            return False
+        if dtype is None:
+            dtype = a.dtype
+        elif a.dtype != dtype:
+            return False
+    from kernels import _cuda
+    return dtype is not None and _cuda.available()
 
 
 def on_host(*arrays):

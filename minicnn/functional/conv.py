@@ -24,7 +24,7 @@ held in full: conv2d saves the input instead and rebuilds the columns in backwar
 """
 from __future__ import annotations
 
-from kernels import dispatch, numba_conv
+from kernels import cuda_conv, dispatch, numba_conv
 from kernels.im2col import (col2im, conv_output_size, conv_transpose_output_size,
                             im2col)
 
@@ -139,7 +139,10 @@ class Conv2d(Function):
         N, C, H, W = x.shape
         O, Cg, KH, KW = w.shape
         G = self.groups
-        cols = im2col(x, KH, KW, **self._kernel_args())       # (N, C, KH, KW, OH, OW)
+        if dispatch.use_cuda(x):
+            cols = cuda_conv.im2col(x, KH, KW, **self._kernel_args())
+        else:
+            cols = im2col(x, KH, KW, **self._kernel_args())   # (N, C, KH, KW, OH, OW)
         OH, OW = cols.shape[-2:]
         cols = cols.reshape(N, G, Cg * KH * KW, OH * OW)
         w_mat = w.reshape(G, O // G, Cg * KH * KW)
@@ -168,7 +171,10 @@ class Conv2d(Function):
             # dL/dcols = weightᵀ @ g: (G, Cg·KH·KW, O/G) @ (N, G, O/G, OH·OW)
             gcols = self.w_mat.swapaxes(-1, -2) @ g_mat
             gcols = gcols.reshape(N, C, KH, KW, OH, OW)
-            gx = col2im(gcols, self.x_shape, **self._kernel_args())
+            if dispatch.use_cuda(gcols):
+                gx = cuda_conv.col2im(gcols, self.x_shape, **self._kernel_args())
+            else:
+                gx = col2im(gcols, self.x_shape, **self._kernel_args())
         if self.needs_input_grad[1]:
             # dL/dweight = Σ_n g_n @ cols_nᵀ: (N, G, O/G, OH·OW) @ (N, G, OH·OW, Cg·KH·KW)
             gw = (g_mat @ self.cols.swapaxes(-1, -2)).sum(axis=0).reshape(self.w_shape)
@@ -270,6 +276,8 @@ class ConvTranspose2d(Function):
         out_shape = (N, O) + tuple(self.out_size)
         if self.fast:
             out = numba_conv.col2im(cols, out_shape, **self._kernel_args())
+        elif dispatch.use_cuda(cols):
+            out = cuda_conv.col2im(cols, out_shape, **self._kernel_args())
         else:
             out = col2im(cols, out_shape, **self._kernel_args())
         if b is not None:
@@ -293,6 +301,8 @@ class ConvTranspose2d(Function):
             if self.fast:
                 gcols = numba_conv.im2col(g, KH, KW, out_size=self.in_hw,
                                            **self._kernel_args())
+            elif dispatch.use_cuda(g):
+                gcols = cuda_conv.im2col(g, KH, KW, out_size=self.in_hw, **self._kernel_args())
             else:
                 gcols = im2col(g, KH, KW, out_size=self.in_hw, **self._kernel_args())
             gcols = gcols.reshape(N, G, Og * KH * KW, H * W)

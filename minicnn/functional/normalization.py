@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from kernels import dispatch, numba_norm
+from kernels import cuda_lrn, cuda_norm, dispatch, numba_norm
 from kernels import lrn as _lrn
 
 from .. import backend
@@ -136,7 +136,12 @@ class BatchNorm(Function):
         axes = (0,) + tuple(range(2, x.ndim))           # all but the channel axis
         per_channel = (1, x.shape[1]) + (1,) * (x.ndim - 2)   # (1, C, 1, ...) broadcasts
         if self.training:
-            xhat, inv_std, mean, var = _standardize(x, axes, self.eps)
+            if dispatch.use_cuda(x):
+                # the statistics in one GPU launch (kernels/cuda_norm.py)
+                inv_std, mean, var = cuda_norm.batch_norm_statistics(x, self.eps)
+                xhat = (x - mean) * inv_std
+            else:
+                xhat, inv_std, mean, var = _standardize(x, axes, self.eps)
             if self.running_mean is not None:
                 self._update_running(mean.reshape(-1), var.reshape(-1), x.size // x.shape[1])
         else:
@@ -345,6 +350,8 @@ class LocalResponseNorm(Function):
     def _window_sum(self, a, before):
         if self.spatial:
             return _lrn.spatial_window_sum(a, self.size, before)
+        if dispatch.use_cuda(a):
+            return cuda_lrn.channel_window_sum(a, self.size, before)
         return _lrn.channel_window_sum(a, self.size, before)
 
     def forward(self, x):

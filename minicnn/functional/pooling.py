@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numbers
 
-from kernels import dispatch, numba_pool
+from kernels import cuda_pool, dispatch, numba_pool
 from kernels import pooling as _kp
 
 from .. import backend
@@ -98,9 +98,13 @@ class MaxPool2d(_Pool):
         need_grad = self.needs_input_grad[0]
         with_argmax = need_grad or self.return_indices
         self.fast = dispatch.use_fast(x)
+        self.gpu = not self.fast and dispatch.use_cuda(x)
         if self.fast:
             out, argmax = numba_pool.max_pool2d_forward(x, *self.window, self.out_size,
                                                         with_argmax=with_argmax)
+        elif self.gpu:
+            out, argmax = cuda_pool.max_pool2d_forward(x, *self.window, self.out_size,
+                                                       with_argmax=with_argmax)
         else:
             out, argmax = _kp.max_pool2d_forward(x, *self.window, self.out_size,
                                                  with_argmax=with_argmax)
@@ -116,6 +120,8 @@ class MaxPool2d(_Pool):
         g = self._batch(g)
         if self.fast:
             gx = numba_pool.max_pool2d_backward(g, self.argmax, self.in_shape, *self.window)
+        elif self.gpu:
+            gx = cuda_pool.max_pool2d_backward(g, self.argmax, self.in_shape, *self.window)
         else:
             gx = _kp.max_pool2d_backward(g, self.argmax, self.in_shape, *self.window)
         return self._strip(gx)
