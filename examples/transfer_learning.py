@@ -9,6 +9,11 @@
 3. Train the new layers with the pretrained ones frozen (requires_grad=False) for the
    first epochs, then unfreeze them and fine-tune everything, the old layers with a
    ten times smaller learning rate.
+4. Do the same from an untrained AlexNet, and compare. What the pretraining buys on this
+   small problem is speed: the pretrained stem gets to 85% test accuracy epochs sooner.
+   It does not buy the last epoch's number: four shapes are easy enough to learn from
+   scratch within six epochs, so both runs end near the top, in an order that is noise
+   (the untrained stem may well finish a point ahead).
 
 Run:  python examples/transfer_learning.py
 """
@@ -137,7 +142,28 @@ def main():
           + " ".join(f"{a:.2f}" for a in trained))
     print("test accuracy per epoch, untrained stem:  "
           + " ".join(f"{a:.2f}" for a in untrained))
+    print(what_pretraining_bought(trained, untrained))
     print(f"\ndone in {time.time() - start:.1f} s")
+
+
+def what_pretraining_bought(trained, untrained, goal=0.85):
+    """The comparison, said with the numbers. NOTE: compare how soon each run gets good,
+    not the last epoch: both stems end near the top, because four shapes are easy enough
+    for features learnt from scratch in a few epochs, and on 160 test images one image
+    is 0.6 points, so the last epoch's order is a coin toss. Transfer buys speed here."""
+    def reached(accuracies):
+        return next((k + 1 for k, a in enumerate(accuracies) if a >= goal), None)
+
+    fast, slow = reached(trained), reached(untrained)
+    mean_t, mean_u = np.mean(trained), np.mean(untrained)
+    said = (f"{goal:.0%} test accuracy after {fast} epoch(s) with the pretrained stem, "
+            f"{slow or 'more than ' + str(len(untrained))} with the untrained one; mean "
+            f"test accuracy over the {len(trained)} epochs {mean_t:.2f} against {mean_u:.2f}")
+    if fast is not None and (slow is None or fast < slow) and mean_t > mean_u:
+        return (f"what the pretraining bought: speed. {said}. By the last epoch both stems "
+                "are near the top: these shapes are easy to learn from scratch, and the "
+                "last epoch's order is noise (one test image is 0.6 points).")
+    return f"here the pretraining bought nothing: {said}."
 
 
 if __name__ == "__main__":
