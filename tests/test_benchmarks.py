@@ -203,3 +203,46 @@ def test_measure_pauses_before_every_sample(monkeypatch):
                                       warmup=0, repeats=3, min_time=0.0, pause=0.25)
     assert not errors and len(timings["minicnn"].samples) == 3
     assert slept == [0.25] * 6              # 3 rounds x 2 sides
+
+
+# ------------------------------------------------ the prepared GPU check (benchmarks/gpu.py)
+
+def test_the_gpu_check_says_so_and_exits_3_without_a_gpu(capsys, monkeypatch):
+    from benchmarks import gpu
+    from minicnn import backend
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "_cupy_error", "no CUDA device was found")
+    assert gpu.main(["--dry-run"]) == gpu.NO_GPU == 3
+    assert "no GPU to check here (no CUDA device was found)" in capsys.readouterr().err
+
+
+def test_the_gpu_check_runs_every_step_on_the_fake_gpu(tmp_path, capsys, monkeypatch):
+    """Its CPU-side preparation cannot rot: --dry-run takes every step on fake_cupy."""
+    from benchmarks import gpu
+    from fake_cupy import install
+    from minicnn.utils import opcheck
+    install(monkeypatch)
+    assert gpu.main(["--dry-run", "--json", str(tmp_path / "gpu.json")]) == 0
+    out = capsys.readouterr().out
+    for step in ("op cases", "training steps", "checkpoint", "cli", "timings"):
+        assert any(line.startswith(step) and " ok " in line for line in out.splitlines()), out
+    report = json.loads((tmp_path / "gpu.json").read_text())
+    assert report["op cases"]["cases"] == len(opcheck.cases())
+    assert set(report["op cases"]["max_abs_error"]) == {"float32", "float64"}
+    assert len(report["training steps"]["gpu_losses"]) == 5
+    assert report["cli"]["status"] == 0 and "--device" in report["cli"]["argv"]
+    assert len(report["timings"]["rows"]) == 5
+
+
+def test_the_gpu_check_reports_a_device_that_disagrees(capsys, monkeypatch):
+    from benchmarks import gpu
+    from fake_cupy import install
+    install(monkeypatch)
+    real = gpu.run_case_on
+
+    def wrong_on_the_device(case, inputs, device, dtype):
+        outs, grads = real(case, inputs, device, dtype)
+        return ([o + 1 for o in outs] if device == "cuda" else outs), grads
+    monkeypatch.setattr(gpu, "run_case_on", wrong_on_the_device)
+    assert gpu.main(["--dry-run", "--only", "relu"]) == 1
+    assert "op cases: relu" in capsys.readouterr().out
