@@ -479,6 +479,8 @@ def install(monkeypatch):
     cupyx = _fake_cupyx()
     monkeypatch.setattr(backend, "_cupy", fake)
     monkeypatch.setattr(backend, "_cupy_error", None)
+    # device checks queued in this test (backend.check) end with it
+    monkeypatch.setattr(backend, "_pending_checks", [])
     monkeypatch.setitem(sys.modules, "cupy", fake)   # for code that looks the module up
     monkeypatch.setitem(sys.modules, "cupyx", cupyx)
     monkeypatch.setitem(sys.modules, "cupyx.scipy", cupyx.scipy)
