@@ -35,8 +35,8 @@ def test_a_tiny_gan_run_writes_its_folder_and_reports_both_losses(tmp_path, caps
     for name in ("generator", "discriminator"):
         group = state["optimizer"][name]["param_groups"][0]
         assert tuple(group["betas"]) == (0.5, 0.999) and group["lr"] == 2e-4
-    # nz 8, ngf 4: the generator's first layer maps 8 -> 2 * 4 channels at 7x7
-    assert state["model"]["generator.main.0.weight"].shape == (8, 8, 7, 7)
+    # nz 8, ngf 4, 32x32: the generator's first layer maps 8 -> 4 * 4 channels at 4x4
+    assert state["model"]["generator.main.0.weight"].shape == (8, 16, 4, 4)
     assert state["model"]["discriminator.main.0.weight"].shape == (4, 1, 4, 4)
 
 
@@ -57,12 +57,12 @@ def test_a_resumed_gan_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_pat
 
 def test_gan_images_are_scaled_to_the_range_of_tanh():
     train_set, channels, size = train_command.build_gan_datasets("digits", subset=20)
-    assert (len(train_set), channels, size) == (20, 1, 28)
+    assert (len(train_set), channels, size) == (20, 1, 32)
     images = np.stack([np.asarray(train_set[i][0]) for i in range(len(train_set))])
-    assert images.shape == (20, 1, 28, 28)
+    assert images.shape == (20, 1, 32, 32)
     assert images.min() == -1.0 and images.max() == 1.0     # background and full ink
-    _, _, size = train_command.build_gan_datasets("digits", image_size=32, subset=2)
-    assert size == 32
+    _, _, size = train_command.build_gan_datasets("digits", image_size=28, subset=2)
+    assert size == 28
 
 
 @pytest.mark.parametrize("options,message", [
