@@ -24,7 +24,8 @@ training-mode output is a namedtuple with auxiliary heads (GoogLeNet, Inception)
 is the main head's plus ``aux_weight`` times each auxiliary head's. :class:`Segmentation`
 (``minicnn train --task segmentation``) scores every pixel and reports mean IoU;
 :class:`Detection` (``--task detection``) trains a detector that returns its own losses
-and reports the mean average precision of its boxes.
+and reports the mean average precision of its boxes. :class:`GAN` (``--task gan``) trains
+a generator and a discriminator with an optimizer each, and draws samples every epoch.
 
 The checkpoint is rewritten atomically after every epoch (``minicnn.save``). Resuming
 restores every piece of state that the next epoch depends on -- weights, optimizer
