@@ -474,9 +474,10 @@ def _resolve_options(args):
 
 # A GAN on the digits (1,438 images): DCGAN's 32x32 stack (4 -> 8 -> 16 -> 32) at width 16,
 # batch 64 (the example's). With the 28x28 stack (7 -> 14 -> 28) at widths 16 and 32 the
-# generator collapsed to a flat grey image in 5 of 7 runs, in minicnn and torch alike; at
+# generator collapsed to a flat grey image in 5 of 7 torch runs and both minicnn runs; at
 # 32x32 and width 16, torch's twin drew digit-like samples by epoch 20 for two of three
-# seeds and none collapsed. Width 32 costs about 9 times as much per step here.
+# seeds and none collapsed, and minicnn's default run did by epoch 25 (README). Width 32
+# costs about 9 times as much per step here.
 _GAN_EPOCHS, _GAN_BATCH, _GAN_WIDTH = 25, 64, 16
 
 _DEFAULT_MODEL = {"classification": "lenet5", "segmentation": "unet",
