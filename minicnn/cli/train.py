@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import math
 import os
@@ -263,7 +264,8 @@ def build_model(name, num_classes, in_channels, image_size, **options):
         # detectors with fully connected heads (YOLO) or default boxes (SSD) are built for
         # one input size; YOLO v1's classes are the objects only (the paper has no
         # background class), SSD's count the background as torchvision's do
-        kwargs["image_size"] = image_size
+        if "image_size" in inspect.signature(models.get_model_builder(name)).parameters:
+            kwargs["image_size"] = image_size      # (SSD300 resizes every image to 300)
         if name.startswith("yolo"):
             kwargs["num_classes"] = num_classes - 1
     try:

@@ -597,7 +597,7 @@ def _vgg_extractor(backbone, highres, trainable_layers):
     return SSDFeatureExtractorVGG(backbone, highres)
 
 
-def ssd300_vgg16(num_classes=91, trainable_backbone_layers=None, **kwargs):
+def ssd300_vgg16(num_classes=91, trainable_backbone_layers=None, in_channels=3, **kwargs):
     """SSD300 on VGG16 (torchvision's ``ssd300_vgg16`` without weights): 300x300 input,
     six maps, 8,732 default boxes with COCO's scales 0.07 ... 1.05 and steps 8 ... 300;
     35,641,826 parameters for 91 classes, 26,285,486 for 21.
@@ -605,8 +605,14 @@ def ssd300_vgg16(num_classes=91, trainable_backbone_layers=None, **kwargs):
     The normalisation is torchvision's for its backbone (trained on 0-255 images): mean
     (0.48235, 0.45882, 0.40784) and std 1/255, so a [0, 1] image becomes
     255·image - 255·mean. ``trainable_backbone_layers`` (0-5, default all 5) freezes
-    VGG's first blocks; ``kwargs`` go to :class:`SSD` (``size`` is fixed at 300x300).
+    VGG's first blocks; ``kwargs`` go to :class:`SSD` (``size`` is fixed at 300x300:
+    images of any size are resized to it by the model's transform). ``in_channels``
+    must be 3 (VGG16's RGB input); it is an argument so that the zoo's builders share
+    one signature.
     """
+    if in_channels != 3:
+        raise ValueError(f"ssd300_vgg16: in_channels must be 3 (VGG16 reads RGB images), "
+                         f"got {in_channels!r}")
     if "size" in kwargs:
         raise ValueError("ssd300_vgg16: the size of the model is fixed at (300, 300); "
                          "build SSD(...) for another size")
