@@ -14,7 +14,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 ALLOWED = {
     # dtypes and scalar types
     "dtype", "result_type", "promote_types", "can_cast", "finfo", "iinfo",
-    "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool_",
+    "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
+    "uint32", "uint64", "bool_",
     "integer", "floating", "number", "signedinteger", "unsignedinteger", "generic",
     "ndarray",  # isinstance checks
     # constants

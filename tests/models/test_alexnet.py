@@ -95,7 +95,9 @@ def test_paper_backward_matches_torch(torch):
 def test_alexnet_trains():
     minicnn.manual_seed(0)
     model = A.alexnet(num_classes=3, hidden_features=32)
-    losses = train_steps(model, (4, 3, 64, 64), 3, steps=5, lr=1e-3, adam=True)
+    # 10 steps: from the Philox generator's seed-0 weights the loss falls by 15% in 5
+    # steps and by 70% in 10 (measured)
+    losses = train_steps(model, (4, 3, 64, 64), 3, steps=10, lr=1e-3, adam=True)
     assert losses[-1] < 0.8 * losses[0], losses
 
 
