@@ -282,6 +282,16 @@ class Module:
         Shapes must match; with ``strict`` the keys must match too. Every problem is
         listed in one error: missing keys, unexpected keys, and mis-shaped keys with both
         shapes. Returns ``(missing_keys, unexpected_keys)``.
+
+        Old layouts: before anything is read, every submodule that defines
+        ``_upgrade_state_dict(state_dict, prefix)`` is called with a copy of the mapping
+        (parents before children, ``prefix`` its dotted name with a trailing dot, '' for
+        the root) and renames or deletes its own keys in place. This is the part of
+        PyTorch's ``_load_from_state_dict`` override that torchvision uses for version
+        upgrades: ``FrozenBatchNorm2d`` drops ``num_batches_tracked``; ``RPNHead`` reads
+        ``conv.weight`` as ``conv.0.0.weight``; ``MaskRCNNHeads`` reads ``mask_fcn1.*``
+        as ``0.0.*``. minicnn state dicts carry no version numbers, so a hook renames a
+        key whenever the old name is present and the new one is not.
         """
         if not isinstance(state_dict, collections.abc.Mapping):
             raise TypeError(f"load_state_dict: expected a mapping of parameter names to "
@@ -291,6 +301,14 @@ class Module:
         if bad_keys:
             raise TypeError(f"load_state_dict: keys must be parameter names (str), got "
                             f"{bad_keys[:3]!r}")
+        # Modules whose layout changed rename or drop old keys first (see
+        # _upgrade_state_dict below), on a copy: the caller's mapping stays as it was.
+        upgraders = [(f"{p}." if p else "", m) for p, m in self.named_modules()
+                     if getattr(m, "_upgrade_state_dict", None) is not None]
+        if upgraders:
+            state_dict = collections.OrderedDict(state_dict)
+            for mod_prefix, mod in upgraders:
+                mod._upgrade_state_dict(state_dict, mod_prefix)
         # Lazy layers (nn.lazy) create their parameters from the checkpoint's shapes first.
         for mod_prefix, mod in self.named_modules():
             materialize = getattr(mod, "_materialize_from_state_dict", None)
