@@ -244,3 +244,21 @@ def same_layout(module, torch, name, *args, **kwargs):
     n = count(mm)
     assert n == sum(p.numel() for p in tm.parameters())
     return n
+
+
+def ops_twin(module, torch, **names):
+    """The torch twin of a file under ``minicnn/ops`` (which may not import the package
+    face, so it uses relative imports, ``from .. import nn``): those import lines are
+    dropped and the rest runs with ``nn`` = ``torch.nn``, ``F`` = ``torch.nn.functional``
+    and every keyword given here (``ones=torch.ones``, a twin class, ...) bound."""
+    lines = inspect.getsource(module).splitlines()
+    for i, text in enumerate(lines):
+        if re.match(r"^from \.[\w.]* import ", text):
+            if text.rstrip().endswith("("):
+                raise ValueError(f"ops_twin: write {module.__name__}'s relative imports "
+                                 f"on one line each ({text!r})")
+            lines[i] = ""
+    namespace = {"__name__": "torch_twin_" + module.__name__.rsplit(".", 1)[-1],
+                 "nn": torch.nn, "F": torch.nn.functional, **names}
+    exec(compile("\n".join(lines) + "\n", module.__file__, "exec"), namespace)
+    return types.SimpleNamespace(**namespace)
