@@ -10,3 +10,4 @@ from .boxes import *        # noqa: F401,F403
 from .coding import *       # noqa: F401,F403
 from .anchors import *      # noqa: F401,F403
 from .roi import *          # noqa: F401,F403
+from .misc import *         # noqa: F401,F403
