@@ -26,7 +26,7 @@ import numpy as np
 from . import backend
 
 __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "set_grad_enabled",
-           "is_grad_enabled", "tensor", "as_tensor", "unbroadcast"]
+           "is_grad_enabled", "tensor", "as_tensor", "unbroadcast", "queue_callback"]
 
 
 # ---------------------------------------------------------------------- grad mode
@@ -169,8 +169,35 @@ def _parents(fn):
     return [e[0] for e in fn.edges if isinstance(e, tuple)]
 
 
+def queue_callback(callback):
+    """Run ``callback()`` once the backward walk now under way has finished (as torch's
+    ``Variable._execution_engine.queue_callback``): a hook that starts work while backward
+    runs (e.g. data-parallel training's gradient allreduce) uses it to finish that work
+    before ``backward()`` returns. Only valid inside a backward walk (from a hook)."""
+    callbacks = getattr(_state, "callbacks", None)
+    if callbacks is None:
+        raise RuntimeError("queue_callback: no backward walk is running; call it from a "
+                           "gradient hook")
+    callbacks.append(callback)
+
+
 def _run_backward(root_tensor, grad, retain_graph):
+    outer = getattr(_state, "callbacks", None)
+    _state.callbacks = []
+    try:
+        _walk(root_tensor, grad, retain_graph)
+        # callbacks may queue more callbacks: run until none is left
+        while _state.callbacks:
+            _state.callbacks.pop(0)()
+    finally:
+        _state.callbacks = outer
+
+
+def _walk(root_tensor, grad, retain_graph):
     root = root_tensor.grad_fn
+    if root is None:             # a leaf: its gradient is the upstream gradient
+        root_tensor._accumulate_grad(grad)
+        return
     pending = {id(root): [None] * len(root.output_meta)}
     pending[id(root)][root_tensor.output_index] = grad
     for fn in _topological_order(root):
@@ -448,6 +475,9 @@ class Tensor:
             self.grad = Tensor._wrap(xp.array(g, copy=True))
         else:
             self.grad = Tensor._wrap(self.grad.array + g)
+        if self.grad_fn is None:
+            for hook in list(getattr(self, "_post_accumulate_hooks", [])):
+                hook(self)
 
     def backward(self, gradient=None, retain_graph=False, *, grad=None):
         """Compute the gradient of this tensor with respect to every leaf that requires one.
@@ -474,9 +504,6 @@ class Tensor:
                 raise RuntimeError(f"backward: gradient has shape {g.shape}, expected "
                                    f"{self.shape} (the shape of the tensor)")
             g = xp.asarray(g).astype(self.dtype, copy=False)
-        if self.grad_fn is None:       # a leaf: its gradient is the upstream gradient
-            self._accumulate_grad(g)
-            return
         _run_backward(self, g, retain_graph)
 
     def retain_grad(self):
@@ -496,6 +523,22 @@ class Tensor:
         hooks.append(hook)
         if self.grad_fn is not None and len(hooks) == 1:
             self._watch()
+        return _HookHandle(hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """``hook(tensor) -> None`` runs after a gradient has been added to this leaf's
+        ``.grad`` (as torch's): the moment the gradient of a parameter is ready, which
+        data-parallel training uses to start reducing it while backward goes on. A leaf
+        used several times in the graph receives (and so reports) each use's gradient
+        in turn. Returns a handle whose ``remove()`` unregisters it."""
+        if self.grad_fn is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: post accumulate grad "
+                               "hooks cannot be registered on non-leaf tensors")
+        if not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: cannot register a hook "
+                               "on a tensor that doesn't require gradient")
+        hooks = self.__dict__.setdefault("_post_accumulate_hooks", [])
+        hooks.append(hook)
         return _HookHandle(hooks, hook)
 
     def _watch(self):
