@@ -11,3 +11,4 @@ from .coding import *       # noqa: F401,F403
 from .anchors import *      # noqa: F401,F403
 from .roi import *          # noqa: F401,F403
 from .misc import *         # noqa: F401,F403
+from .feature_pyramid_network import *     # noqa: F401,F403
