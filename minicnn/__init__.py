@@ -20,6 +20,7 @@ from . import nn, optim                   # minicnn.nn, minicnn.optim as torch.n
 from .utils.serialization import save, load   # noqa: F401  minicnn.save / minicnn.load
 from .utils.summary import summary           # noqa: F401  layer table of a model
 from .utils.convert import convolutionize    # noqa: F401  Linear layers -> convolutions
+from .utils.torch_checkpoint import load_torch_checkpoint  # noqa: F401  .pt/.pth, no torch
 
 __version__ = "0.1.0"
 
