@@ -103,7 +103,11 @@ def load_torch_checkpoint(path):
                                    f"{head!r})")
     try:
         obj = reader.read()
-    except (UnsafeCheckpointError, TorchCheckpointError):
+    except UnsafeCheckpointError as exc:
+        if repr(path) in str(exc):
+            raise
+        raise UnsafeCheckpointError(f"{exc} (file {path!r})") from None
+    except TorchCheckpointError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
             AttributeError, zipfile.BadZipFile, OSError, RecursionError) as exc:
@@ -141,9 +145,36 @@ def _numpy_dtype(name, byteorder):
     return dtype.newbyteorder("<" if byteorder == "little" else ">")
 
 
-class _StorageType:
+class _Sealed:
+    """Objects a pickle receives from this reader: its BUILD opcode (which sets attributes
+    on an object it holds) is refused, so nothing can alter a checked tensor record or
+    the rebuilders afterwards."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state):
+        raise UnsafeCheckpointError(f"{_WHO}: the pickle tries to set the state of "
+                                    f"{type(self).__name__.lstrip('_')}, which no torch "
+                                    "file does")
+
+
+class _Call(_Sealed):
+    """One of this reader's functions as the pickle sees it."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
+class _StorageType(_Sealed):
     """What ``torch.FloatStorage`` (or ``torch.uint16``, or ``UntypedStorage``) stands for
     in a pickle: only an element type name. ``None`` is the untyped (byte) storage."""
+
+    __slots__ = ("dtype_name", "torch_name")
 
     def __init__(self, dtype_name, torch_name):
         self.dtype_name, self.torch_name = dtype_name, torch_name
@@ -152,16 +183,20 @@ class _StorageType:
         return self.torch_name
 
 
-class _Storage:
+class _Storage(_Sealed):
     """One storage's elements as a 1-D array (filled later in the legacy format)."""
+
+    __slots__ = ("dtype_name", "numel", "key", "array")
 
     def __init__(self, dtype_name, numel, key):
         self.dtype_name, self.numel, self.key = dtype_name, numel, key
         self.array = None
 
 
-class _TensorRecord:
+class _TensorRecord(_Sealed):
     """A tensor as the pickle describes it; made an array once every storage is read."""
+
+    __slots__ = ("storage", "offset", "size", "stride", "dtype_name")
 
     def __init__(self, storage, offset, size, stride, dtype_name=None):
         self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
@@ -219,12 +254,12 @@ class _Reader:
     def allowed_globals(self):
         allowed = {
             ("collections", "OrderedDict"): collections.OrderedDict,
-            ("torch._utils", "_rebuild_tensor"): self._rebuild_tensor,
-            ("torch._utils", "_rebuild_tensor_v2"): self._rebuild_tensor_v2,
-            ("torch._utils", "_rebuild_tensor_v3"): self._rebuild_tensor_v3,
-            ("torch._utils", "_rebuild_parameter"): self._rebuild_parameter,
-            ("torch._utils", "_rebuild_parameter_with_state"): self._rebuild_parameter,
-            ("_codecs", "encode"): self._latin1_encode,
+            ("torch._utils", "_rebuild_tensor"): _Call(self._rebuild_tensor),
+            ("torch._utils", "_rebuild_tensor_v2"): _Call(self._rebuild_tensor_v2),
+            ("torch._utils", "_rebuild_tensor_v3"): _Call(self._rebuild_tensor_v3),
+            ("torch._utils", "_rebuild_parameter"): _Call(self._rebuild_parameter),
+            ("torch._utils", "_rebuild_parameter_with_state"): _Call(self._rebuild_parameter),
+            ("_codecs", "encode"): _Call(self._latin1_encode),
             ("torch", "UntypedStorage"): _StorageType(None, "torch.UntypedStorage"),
             ("torch.storage", "UntypedStorage"): _StorageType(None, "torch.UntypedStorage"),
         }

@@ -309,31 +309,28 @@ def test_damaged_files_give_clear_errors(torch, tmp_path):
         minicnn.load_torch_checkpoint(tmp_path)
 
 
-def test_a_tensor_past_its_storage_is_refused(tmp_path):
-    """A hand-made pickle whose tensor claims more elements than its storage holds."""
-    marker_storage = ("storage", "FloatStorage", "0", "cpu", 4)
-    data = io.BytesIO()
-
-    class Pickler(pickle.Pickler):
-        def persistent_id(self, obj):
-            return marker_storage if obj == "STORAGE" else None
-
-    class Rebuild:
-        def __reduce__(self):
-            return _fake_rebuild_v2, ("STORAGE", 2, (3,), (1,), False, {})
-
-    Pickler(data, protocol=2).dump({"w": Rebuild()})
-    pkl = data.getvalue().replace(b"test_torch_checkpoint\n_fake_rebuild_v2",
-                                  b"torch._utils\n_rebuild_tensor_v2")
-    pkl = pkl.replace(b"X\x0c\x00\x00\x00FloatStorage", b"ctorch\nFloatStorage\n")
-    path = tmp_path / "past.pt"
+def handmade_checkpoint(path, offset, size, after=b""):
+    """A zip checkpoint with a hand-written data.pkl: {'w': a float tensor at ``offset``
+    of ``size`` elements on a storage of 4}, ``after`` inserted after the tensor."""
+    storage = (b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
+               b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQ")
+    tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage
+              + bytes([ord("K"), offset, ord("K"), size]) + b"\x85K\x01\x85\x89}tR")
     with zipfile.ZipFile(path, "w") as z:
-        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/data.pkl", b"\x80\x02}X\x01\x00\x00\x00w" + tensor + after
+                   + b"s.")
         z.writestr("archive/data/0", np.arange(4, dtype="<f4").tobytes())
+    return path
+
+
+def test_hand_written_tensors(tmp_path):
+    """The hand-made file reads; a tensor past its storage, or a pickle that edits a
+    tensor after it was checked (BUILD), is refused."""
+    ok = minicnn.load_torch_checkpoint(handmade_checkpoint(tmp_path / "ok.pt", 1, 3))
+    np.testing.assert_array_equal(ok["w"], [1, 2, 3])
     with pytest.raises(TorchCheckpointError, match=r"reaches element 4 of storage '0', "
                                                    r"which holds 4"):
-        minicnn.load_torch_checkpoint(path)
-
-
-def _fake_rebuild_v2(*args):
-    raise AssertionError("never called: the test renames it to torch's rebuilder")
+        minicnn.load_torch_checkpoint(handmade_checkpoint(tmp_path / "past.pt", 2, 3))
+    edit = b"}X\x06\x00\x00\x00offsetJ\x9c\xff\xff\xffsb"      # BUILD {'offset': -100}
+    with pytest.raises(UnsafeCheckpointError, match="set the state of TensorRecord.*edit.pt"):
+        minicnn.load_torch_checkpoint(handmade_checkpoint(tmp_path / "edit.pt", 0, 3, edit))
