@@ -2,6 +2,9 @@
 from setuptools import find_packages, setup
 
 TRAIN = ["tqdm>=4.60", "matplotlib>=3.5", "scikit-learn>=1.0", "pillow>=9.0"]
+# data-parallel training (minicnn.distributed, minicnn train --distributed): mpi4py, and
+# MPICH's wheel for the MPI library and its mpiexec
+DIST = ["mpi4py>=4", "mpich>=4; platform_system != 'Windows'"]   # Windows: MS-MPI
 
 setup(
     name="minicnn",
@@ -20,12 +23,14 @@ setup(
         "train": TRAIN,
         # cupy-cuda12x: tests/fake_cupy.py reads CuPy's names from it (it imports without
         # a GPU); CuPy 14 needs NumPy 2. Its wheels are for Linux and Windows.
-        "test": TRAIN + ["pytest>=7", "hypothesis>=6", "torch==2.13.0",
-                         "cupy-cuda12x>=14; platform_system != 'Darwin'"],
+        # DIST: the tests launch `mpiexec -n 2` (skipped only where it is missing)
+        "test": TRAIN + DIST + ["pytest>=7", "hypothesis>=6", "torch==2.13.0",
+                                "cupy-cuda12x>=14; platform_system != 'Darwin'"],
         # CuPy 14 runs on NumPy 2 only, and finds the CUDA libraries it compiles against
         # (NVRTC, cuBLAS, ...) through the [ctk] wheels rather than a system toolkit
         "gpu": ["cupy-cuda12x[ctk]>=14", "numpy>=2"],
-        "bench": TRAIN + ["torch==2.13.0"],
+        "bench": TRAIN + DIST + ["torch==2.13.0"],
+        "dist": DIST,
     },
     entry_points={"console_scripts": ["minicnn=minicnn.cli:main"]},
     license="MIT",
