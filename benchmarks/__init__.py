@@ -8,7 +8,9 @@ What is compared, all in float32, PyTorch on the CPU:
   local_response_norm at shapes taken from LeNet-5, AlexNet, VGG and ResNet;
 * one training step (forward, cross-entropy, backward, SGD with momentum) of LeNet-5 at
   batch 64 and of a CIFAR ResNet-18 at batch 32;
-* inference of VGG-16 at batch 1 and AlexNet at batch 8 on 224x224 images;
+* inference of VGG-16 at batch 1 and AlexNet at batch 8 on 224x224 images, and of
+  ``fasterrcnn_resnet50_fpn`` on one 3x480x640 image (random weights, eval mode)
+  against torchvision's when torchvision is importable, otherwise minicnn alone;
 * scaling: conv2d time as the batch size doubles and as the image side doubles (a PNG);
 * with ``--memory``, each workload's peak memory, each side in its own process.
 

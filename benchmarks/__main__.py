@@ -5,6 +5,7 @@
     minicnn bench --only conv2d,lenet     workloads whose name contains one of these
     minicnn bench --memory --json r.json  also peak memory (slow), and save the figures
     minicnn bench --list                  the workload names
+    minicnn bench --dry-run --quick       run every workload once, untimed: does it work?
 
 See ``benchmarks/__init__.py`` for what is timed and how.
 """
@@ -29,7 +30,7 @@ def build_parser(prog):
     p = argparse.ArgumentParser(prog=prog, description="minicnn against PyTorch (CPU, "
                                 "float32), side by side on the same workloads",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(__doc__.split("\n")[2:8]))
+                                epilog="\n".join(__doc__.split("\n")[2:9]))
     p.add_argument("--size", choices=sorted(SIZES), default="full",
                    help="workload sizes (default: full)")
     p.add_argument("--quick", action="store_const", dest="size", const="quick",
@@ -38,6 +39,9 @@ def build_parser(prog):
                    help="run the workloads whose name contains any of these comma-separated "
                         "substrings (case-insensitive)")
     p.add_argument("--list", action="store_true", help="list the workload names and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="set up each workload and run each side once, untimed, and say "
+                        "which worked (no table); exit status 1 if any failed")
     p.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
     p.add_argument("--plot", metavar="PATH", default=os.path.join("runs", "bench", "scaling.png"),
                    help="where the scaling plot goes (default: %(default)s)")
@@ -70,10 +74,12 @@ def run_workload(workload, warmup, repeats, min_time, budget, pause=0.0):
         row["status"] = "skipped"
         row["note"] = "minicnn has no " + ", ".join("minicnn." + m for m in missing) + " yet"
         return row
-    runs, errors = {}, {}
+    runs, errors, notes = {}, {}, []
     for side in harness.SIDES:
         try:
             runs[side] = workload.setup(side)
+        except harness.Unavailable as exc:
+            notes.append(str(exc))
         except Exception as exc:
             errors[side] = f"setup: {type(exc).__name__}: {exc}"
     timings, run_errors = harness.measure(runs, warmup, repeats, min_time, budget,
@@ -82,7 +88,8 @@ def run_workload(workload, warmup, repeats, min_time, budget, pause=0.0):
     del runs
     gc.collect()
     try:
-        row["flops"] = float(workload.flops())
+        flops = workload.flops()            # None: no nominal count for this workload
+        row["flops"] = None if flops is None else float(flops)
     except Exception as exc:
         errors["flops"] = f"{type(exc).__name__}: {exc}"
     for side, t in timings.items():
@@ -93,8 +100,34 @@ def run_workload(workload, warmup, repeats, min_time, budget, pause=0.0):
         row["ratio"] = timings["torch"].median / timings["minicnn"].median
     if errors:
         row["status"] = "error"
-        row["note"] = "; ".join(f"{side}: {msg}" for side, msg in errors.items())
+    row["note"] = "; ".join(notes + [f"{side}: {msg}" for side, msg in errors.items()])
     return row
+
+
+def dry_run(workloads, log):
+    """Set up every workload and call each side's ``run`` once, untimed: a check that the
+    suite works before a long run. Returns the number of failures."""
+    failures = 0
+    for i, w in enumerate(workloads, 1):
+        missing = harness.missing_pieces(w.needs)
+        if missing:
+            log(f"[{i}/{len(workloads)}] {w.name}: skipped, minicnn has no "
+                + ", ".join("minicnn." + m for m in missing) + " yet")
+            continue
+        said = []
+        for side in harness.SIDES:
+            try:
+                w.setup(side)()
+            except harness.Unavailable as exc:
+                said.append(f"{side} unavailable ({exc})")
+            except Exception as exc:
+                failures += 1
+                said.append(f"{side} FAILED ({type(exc).__name__}: {exc})")
+            else:
+                said.append(f"{side} ok")
+            gc.collect()
+        log(f"[{i}/{len(workloads)}] {w.name}: " + ", ".join(said))
+    return failures
 
 
 def add_memory(rows, size, threads, log):
@@ -178,6 +211,11 @@ def cli_main(argv=None, prog="python -m benchmarks"):
         print(message, file=sys.stderr, flush=True)
 
     import torch
+    if args.dry_run:
+        with harness.threads(args.threads or torch.get_num_threads()):
+            failures = dry_run(workloads, lambda m: print(m, flush=True))
+        print(f"dry run: {len(workloads)} workload(s), {failures} failure(s)")
+        return 1 if failures else 0
     args.threads = args.threads or torch.get_num_threads()
     with harness.threads(args.threads):
         meta, rows = run_suite(workloads, args, log)

@@ -45,11 +45,17 @@ import statistics
 import time
 from typing import Callable
 
-__all__ = ["Workload", "Timing", "SIDES", "measure", "missing_pieces", "threads",
-           "thread_report", "matmul_gflops"]
+__all__ = ["Workload", "Timing", "SIDES", "Unavailable", "measure", "missing_pieces",
+           "threads", "thread_report", "matmul_gflops"]
 
 #: The two frameworks, in the order they are run within a round.
 SIDES = ("minicnn", "torch")
+
+
+class Unavailable(Exception):
+    """Raised by a setup whose side cannot run here for a reason that is not a fault
+    (e.g. torchvision not installed): the other side is timed alone, the row stays "ok"
+    and carries the message as its note."""
 
 
 @dataclasses.dataclass

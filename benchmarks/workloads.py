@@ -15,7 +15,8 @@ What ``run()`` does (the timed part):
   accumulate.
 * "train": one SGD step: zero_grad, forward, cross-entropy, backward, SGD(lr=0.01,
   momentum=0.9) step, the model in train mode.
-* "inference": one forward in eval mode under ``no_grad``.
+* "inference": one forward in eval mode under ``no_grad`` (a detector: one image, as a
+  list, through the whole pipeline; ``detector_workload``).
 * "scaling": the conv2d op workload (64 -> 64 channels, 3x3, stride 1, pad 1) as the
   batch size doubles, and as the image side doubles.
 
@@ -45,6 +46,7 @@ import importlib
 import numpy as np
 
 from . import models
+from . import harness
 from .harness import Workload
 
 __all__ = ["Size", "SIZES", "all_workloads", "select"]
@@ -254,6 +256,58 @@ def inference_workload(label, build_model, batch, input_shape, twin, needs):
                      build, needs, dict(model=label, N=batch, input=list(input_shape)))
 
 
+def detector_workload(name, image_shape, min_size=800, max_size=1333):
+    """One image through a torchvision-layout detector (``minicnn.models.detection.<name>``,
+    e.g. ``fasterrcnn_resnet50_fpn``) in eval mode under ``no_grad``: the image transform
+    (resize so the short side is ``min_size``, at most ``max_size`` on the long side, as
+    torchvision's defaults 800/1333), backbone and FPN, RPN, RoI heads, post-processing.
+
+    Random weights: minicnn's builder with ``weights=None, weights_backbone=None``. The
+    torch side is torchvision's builder with minicnn's very weights loaded, so both rank
+    the same proposals and keep the same detections; when torchvision is not importable
+    (it is not beside torch 2.13 here) minicnn is timed alone. Set up alone (the memory
+    child for torch) torchvision keeps its own random initialisation. No nominal FLOPs:
+    the heads' work depends on how many boxes survive, so the GFLOP/s columns stay empty.
+    """
+    shared = {}
+
+    def build(lib):
+        image = np.random.default_rng(0).random(image_shape, dtype=F32)   # [0, 1) pixels
+        kwargs = dict(weights=None, weights_backbone=None, min_size=min_size,
+                      max_size=max_size)
+        if lib.__name__ == "minicnn":
+            _library("minicnn")
+            detection = importlib.import_module("minicnn.models.detection")
+            model = getattr(detection, name)(**kwargs).eval()
+            shared["state"] = {k: v.numpy() for k, v in model.state_dict().items()}
+        else:
+            try:
+                detection = importlib.import_module("torchvision.models.detection")
+            except Exception as exc:         # ImportError, or a torchvision built for
+                shared.clear()               # another torch failing as it loads
+                why = f"{type(exc).__name__}: {exc}"
+                raise harness.Unavailable(f"torchvision is not importable here ({why}), "
+                                          "so minicnn is timed alone") from None
+            model = getattr(detection, name)(**kwargs).eval()
+            state = shared.pop("state", None)
+            if state is not None:
+                model.load_state_dict({k: lib.from_numpy(v) for k, v in state.items()})
+        x = lib.tensor(image)
+
+        def run():
+            with lib.no_grad():
+                model([x])
+        return run
+
+    c, h, w = image_shape
+    return _workload(f"inference {name} 1 image {c}x{h}x{w}"
+                     + ("" if (min_size, max_size) == (800, 1333)
+                        else f" (min_size {min_size}, max_size {max_size})"),
+                     "inference", lambda: None, build, [f"models.detection.{name}"],
+                     dict(model=name, N=1, input=list(image_shape), min_size=min_size,
+                          max_size=max_size))
+
+
 # --------------------------------------------------------------------------- catalogue
 
 # (N, C, H, W, K, kernel, stride, pad): LeNet-5's first layer, two ResNet/VGG-style 3x3
@@ -302,6 +356,10 @@ def all_workloads(size="full"):
                                   (3, 224, 224), models.vgg16, ["models.vgg16"]))
     out.append(inference_workload("alexnet", _zoo_model("alexnet", models.alexnet), b(8),
                                   (3, 224, 224), models.alexnet, ["models.alexnet"]))
+    # torchvision's detector on one VGA image (resized to 800x1066 inside, as torchvision
+    # does); --quick keeps the image but lets the transform shrink it to 240x320
+    out.append(detector_workload("fasterrcnn_resnet50_fpn", (3, 480, 640),
+                                 *((800, 1333) if size == "full" else (240, 320))))
 
     for n in sz.scaling_batches:
         out.append(conv2d_workload(n, 64, sz.scaling_side, sz.scaling_side, 64, 3, 1, 1,

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from benchmarks import harness, memory, models, report, workloads
-from benchmarks.__main__ import cli_main
+from benchmarks import __main__ as bench_main
+from benchmarks.__main__ import cli_main, run_workload
 
 TINY_CONV = "conv2d 8x1x28x28 k6x5x5 s1 p2"            # --quick's smallest conv2d
 TINY_SCALING = "scaling side: conv2d 1x64x8x8 k64x3x3 s1 p1"
@@ -246,3 +247,59 @@ def test_the_gpu_check_reports_a_device_that_disagrees(capsys, monkeypatch):
     monkeypatch.setattr(gpu, "run_case_on", wrong_on_the_device)
     assert gpu.main(["--dry-run", "--only", "relu"]) == 1
     assert "op cases: relu" in capsys.readouterr().out
+
+
+# ------------------------------------------------ the detector row (workloads.detector_workload)
+
+DETECTOR = "inference fasterrcnn_resnet50_fpn 1 image 3x480x640"
+
+
+def test_the_detector_row_is_in_the_suite():
+    full = {w.name: w for w in workloads.all_workloads("full")}
+    row = full[DETECTOR]
+    assert row.kind == "inference" and row.needs == ("models.detection.fasterrcnn_resnet50_fpn",)
+    assert row.params == dict(model="fasterrcnn_resnet50_fpn", N=1, input=[3, 480, 640],
+                              min_size=800, max_size=1333)     # torchvision's defaults
+    assert row.flops() is None
+    quick = [w.name for w in workloads.all_workloads("quick")]
+    assert DETECTOR + " (min_size 240, max_size 320)" in quick
+
+
+def test_an_unavailable_side_leaves_the_other_timed_alone():
+    """torchvision missing is not a failure: the row is ok, minicnn's side alone, the
+    reason in the note; a workload without nominal FLOPs has no GFLOP/s."""
+    def unavailable():
+        raise harness.Unavailable("torchvision is not importable here")
+
+    w = harness.Workload("alone", "inference", lambda: None, lambda: (lambda: None),
+                         unavailable)
+    row = run_workload(w, warmup=0, repeats=1, min_time=0.0, budget=None)
+    assert row["status"] == "ok" and row["note"] == "torchvision is not importable here"
+    assert row["torch"] is None and row["ratio"] is None and row["flops"] is None
+    assert row["minicnn"]["gflops"] is None
+    assert "[1] alone: torchvision is not importable here" in report.format_table(
+        {"versions": {"minicnn": "0", "torch": "0"}, "size": "quick", "repeats": 1,
+         "warmup": 0, "threads": {"torch": 1, "numpy_blas": "1"}, "matmul_n": 8,
+         "ceiling_gflops": {"numpy": 1.0, "torch": 1.0}}, [row])
+
+
+def test_dry_run_runs_each_side_once_and_reports_failures(capsys, monkeypatch):
+    calls = []
+
+    def broken():
+        raise ValueError("bad shape")
+
+    fake = [harness.Workload("fine", "op", lambda: 1, lambda: (lambda: calls.append("m")),
+                             lambda: (lambda: calls.append("t"))),
+            harness.Workload("torch broken", "op", lambda: 1, lambda: (lambda: None),
+                             lambda: broken),
+            harness.Workload("not yet", "op", lambda: 1, lambda: None, lambda: None,
+                             needs=("models.no_such_model",))]
+    monkeypatch.setattr(bench_main, "all_workloads", lambda size: fake)
+    assert cli_main(["--dry-run"], prog="minicnn bench") == 1
+    out = capsys.readouterr().out
+    assert calls == ["m", "t"]
+    assert "[1/3] fine: minicnn ok, torch ok" in out
+    assert "[2/3] torch broken: minicnn ok, torch FAILED (ValueError: bad shape)" in out
+    assert "[3/3] not yet: skipped, minicnn has no minicnn.models.no_such_model yet" in out
+    assert "dry run: 3 workload(s), 1 failure(s)" in out
