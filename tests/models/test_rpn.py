@@ -1,0 +1,393 @@
+"""models.detection.rpn against torch twins, float64: RPNHead is rpn.py's own source run on
+torch.nn; RegionProposalNetwork's forward (proposal filtering, anchor matching, losses) is
+compared with a transcription of torchvision's rpn.py / _utils.py / boxes.py on torch
+tensors below, on small images with the same anchors, weights and (fixed) sampler draws:
+proposals and scores in both modes, the two losses, and their gradients with respect to
+the head's parameters and the feature maps. Also the old key ``conv.weight``, the
+initialisation, the sampler's reproducibility, and bad input."""
+import collections
+import math
+
+import numpy as np
+import pytest
+
+import minicnn as mc
+from minicnn.models.detection import rpn as rpn_module
+from minicnn.models.detection.rpn import RegionProposalNetwork, RPNHead
+from minicnn.ops import AnchorGenerator, ImageList, misc
+
+from model_twin import copy_weights, ops_twin, torch_twin
+
+CLIP = math.log(1000.0 / 16)
+
+
+def head_twin(torch):
+    twin = torch_twin(rpn_module, torch)
+    t_misc = ops_twin(misc, torch, ones=torch.ones, zeros=torch.zeros)
+    twin.RPNHead.__init__.__globals__["Conv2dNormActivation"] = t_misc.Conv2dNormActivation
+    return twin
+
+
+# --------------------------------------------- torchvision's pieces, transcribed on torch
+
+def tv_box_iou(torch, a, b):
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    lt = torch.max(a[:, None, :2], b[:, :2])
+    rb = torch.min(a[:, None, 2:], b[:, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[:, :, 0] * wh[:, :, 1]
+    return inter / (area_a[:, None] + area_b - inter)
+
+
+def tv_matcher(torch, quality, high, low):
+    """Matcher(high, low, allow_low_quality_matches=True)."""
+    matched_vals, matches = quality.max(dim=0)
+    all_matches = matches.clone()
+    below = matched_vals < low
+    between = (matched_vals >= low) & (matched_vals < high)
+    matches[below] = -1
+    matches[between] = -2
+    highest_quality_foreach_gt, _ = quality.max(dim=1)
+    gt_pred_pairs = torch.where(quality == highest_quality_foreach_gt[:, None])
+    pred_inds_to_update = gt_pred_pairs[1]
+    matches[pred_inds_to_update] = all_matches[pred_inds_to_update]
+    return matches
+
+
+def tv_encode(torch, gt, proposals):
+    ex_w = proposals[:, 2] - proposals[:, 0]
+    ex_h = proposals[:, 3] - proposals[:, 1]
+    ex_x = proposals[:, 0] + 0.5 * ex_w
+    ex_y = proposals[:, 1] + 0.5 * ex_h
+    gt_w = gt[:, 2] - gt[:, 0]
+    gt_h = gt[:, 3] - gt[:, 1]
+    gt_x = gt[:, 0] + 0.5 * gt_w
+    gt_y = gt[:, 1] + 0.5 * gt_h
+    return torch.stack(((gt_x - ex_x) / ex_w, (gt_y - ex_y) / ex_h,
+                        torch.log(gt_w / ex_w), torch.log(gt_h / ex_h)), dim=1)
+
+
+def tv_decode(torch, codes, boxes):
+    widths = boxes[:, 2] - boxes[:, 0]
+    heights = boxes[:, 3] - boxes[:, 1]
+    ctr_x = boxes[:, 0] + 0.5 * widths
+    ctr_y = boxes[:, 1] + 0.5 * heights
+    dx, dy = codes[:, 0], codes[:, 1]
+    dw = torch.clamp(codes[:, 2], max=CLIP)
+    dh = torch.clamp(codes[:, 3], max=CLIP)
+    px, py = dx * widths + ctr_x, dy * heights + ctr_y
+    pw, ph = torch.exp(dw) * widths, torch.exp(dh) * heights
+    return torch.stack((px - 0.5 * pw, py - 0.5 * ph, px + 0.5 * pw, py + 0.5 * ph), dim=1)
+
+
+def tv_nms(torch, boxes, scores, threshold):
+    """torchvision's CPU kernel: stable descending order, suppress on IoU > threshold."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    suppressed = torch.zeros(len(scores), dtype=torch.bool)
+    keep = []
+    iou = tv_box_iou(torch, boxes, boxes)
+    for i in order.tolist():
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= iou[i] > threshold
+    return torch.tensor(keep, dtype=torch.int64)
+
+
+def tv_batched_nms(torch, boxes, scores, idxs, threshold):
+    """torchvision's coordinate trick (its path for small inputs)."""
+    if boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64)
+    max_coordinate = boxes.max()
+    offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
+    return tv_nms(torch, boxes + offsets[:, None], scores, threshold)
+
+
+def tv_rpn(torch, head, anchors, image_sizes, features, cfg, training, targets=None,
+           sampler=None):
+    """torchvision's RegionProposalNetwork.forward on torch tensors (anchors given)."""
+    objectness, pred_bbox_deltas = head(features)
+    num_images = len(anchors)
+    num_anchors_per_level = [o[0].numel() for o in objectness]
+    flat_cls, flat_reg = [], []
+    for cls, reg in zip(objectness, pred_bbox_deltas):
+        N, A, H, W = cls.shape
+        flat_cls.append(cls.view(N, -1, 1, H, W).permute(0, 3, 4, 1, 2).reshape(N, -1, 1))
+        flat_reg.append(reg.view(N, -1, 4, H, W).permute(0, 3, 4, 1, 2).reshape(N, -1, 4))
+    objectness = torch.cat(flat_cls, dim=1).flatten(0, -2)
+    pred_bbox_deltas = torch.cat(flat_reg, dim=1).reshape(-1, 4)
+    proposals = tv_decode(torch, pred_bbox_deltas.detach(), torch.cat(anchors))
+    proposals = proposals.view(num_images, -1, 4)
+
+    mode = "training" if training else "testing"
+    ob = objectness.detach().reshape(num_images, -1)
+    levels = torch.cat([torch.full((n,), i, dtype=torch.int64)
+                        for i, n in enumerate(num_anchors_per_level)]).reshape(1, -1)
+    levels = levels.expand_as(ob)
+    r, offset = [], 0
+    for o in ob.split(num_anchors_per_level, 1):
+        k = min(cfg["pre_nms_top_n"][mode], o.shape[1])
+        r.append(o.topk(k, dim=1).indices + offset)
+        offset += o.shape[1]
+    top_n_idx = torch.cat(r, dim=1)
+    batch_idx = torch.arange(num_images)[:, None]
+    ob, levels, proposals = ob[batch_idx, top_n_idx], levels[batch_idx, top_n_idx], \
+        proposals[batch_idx, top_n_idx]
+    prob = torch.sigmoid(ob)
+    final_boxes, final_scores = [], []
+    for boxes, scores, lvl, (h, w) in zip(proposals, prob, levels, image_sizes):
+        boxes = torch.stack((boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
+                             boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)), dim=1)
+        ws, hs = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        keep = torch.where((ws >= 1e-3) & (hs >= 1e-3))[0]
+        boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+        keep = torch.where(scores >= cfg["score_thresh"])[0]
+        boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+        keep = tv_batched_nms(torch, boxes, scores, lvl, cfg["nms_thresh"])
+        keep = keep[:cfg["post_nms_top_n"][mode]]
+        final_boxes.append(boxes[keep])
+        final_scores.append(scores[keep])
+    if not training:
+        return final_boxes, final_scores, {}
+
+    labels, matched = [], []
+    for anchors_per_image, target in zip(anchors, targets):
+        gt = target["boxes"]
+        if gt.numel() == 0:
+            matched.append(torch.zeros(anchors_per_image.shape, dtype=torch.float32))
+            labels.append(torch.zeros((anchors_per_image.shape[0],), dtype=torch.float32))
+            continue
+        idx = tv_matcher(torch, tv_box_iou(torch, gt, anchors_per_image), cfg["fg"], cfg["bg"])
+        matched.append(gt[idx.clamp(min=0)])
+        lab = (idx >= 0).to(dtype=torch.float32)
+        lab[idx == -1] = 0.0
+        lab[idx == -2] = -1.0
+        labels.append(lab)
+    regression_targets = tv_encode(torch, torch.cat(matched), torch.cat(anchors))
+    pos, neg = sampler(labels)
+    pos = torch.where(torch.cat(pos, dim=0))[0]
+    neg = torch.where(torch.cat(neg, dim=0))[0]
+    sampled = torch.cat([pos, neg], dim=0)
+    objectness = objectness.flatten()
+    labels = torch.cat(labels, dim=0)
+    box_loss = torch.nn.functional.smooth_l1_loss(
+        pred_bbox_deltas[pos], regression_targets[pos], beta=1 / 9, reduction="sum") \
+        / sampled.numel()
+    objectness_loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        objectness[sampled], labels[sampled].to(objectness.dtype))
+    return final_boxes, final_scores, {"loss_objectness": objectness_loss,
+                                       "loss_rpn_box_reg": box_loss}
+
+
+class FixedSampler:
+    """BalancedPositiveNegativeSampler's rule with draws fixed by (image, seed), the same for
+    torch and minicnn inputs (the labels must agree)."""
+
+    def __init__(self, batch_size_per_image, positive_fraction, seed=0):
+        self.batch, self.fraction, self.seed = batch_size_per_image, positive_fraction, seed
+
+    def __call__(self, labels):
+        pos_masks, neg_masks = [], []
+        for i, lab in enumerate(labels):
+            a = lab.numpy() if hasattr(lab, "numpy") else np.asarray(lab)
+            rng = np.random.default_rng((self.seed, i))
+            positive, negative = np.flatnonzero(a >= 1), np.flatnonzero(a == 0)
+            num_pos = min(positive.size, int(self.batch * self.fraction))
+            num_neg = min(negative.size, self.batch - num_pos)
+            pos, neg = np.zeros(a.shape, np.uint8), np.zeros(a.shape, np.uint8)
+            pos[rng.permutation(positive)[:num_pos]] = 1
+            neg[rng.permutation(negative)[:num_neg]] = 1
+            if type(lab).__module__.startswith("torch"):
+                import torch
+                pos, neg = torch.from_numpy(pos), torch.from_numpy(neg)
+            pos_masks.append(pos)
+            neg_masks.append(neg)
+        return pos_masks, neg_masks
+
+
+# ---------------------------------------------------------------------------- set-up
+
+CFG = {"fg": 0.7, "bg": 0.3, "batch": 24, "fraction": 0.5, "nms_thresh": 0.7,
+       "pre_nms_top_n": {"training": 60, "testing": 40},
+       "post_nms_top_n": {"training": 30, "testing": 15}, "score_thresh": 0.0}
+SIZES, RATIOS = ((12,), (24,)), ((0.5, 1.0, 2.0),) * 2
+IMAGE_SIZES = [(40, 44), (36, 48)]                   # padded batch 40 x 48
+TARGETS = [np.array([[3.0, 4.0, 20.0, 30.0], [18.0, 10.0, 40.0, 26.0], [30.0, 2.0, 43.0, 12.5]]),
+           np.zeros((0, 4))]
+
+
+def _setup(torch, cfg=CFG, channels=4, seed=0):
+    """Twin and minicnn RPNs with the same head weights, two feature levels, anchors."""
+    twin = head_twin(torch)
+    torch.manual_seed(seed)
+    t_head = twin.RPNHead(channels, 3).double()
+    with torch.no_grad():          # larger than N(0, 0.01) so that proposals move around
+        for name, p in t_head.named_parameters():
+            p.normal_(0, 0.4 if "cls" in name or "conv" in name else 0.15)
+    m_head = RPNHead(channels, 3).double()
+    copy_weights(t_head, m_head)
+    rpn = RegionProposalNetwork(
+        AnchorGenerator(SIZES, RATIOS), m_head, cfg["fg"], cfg["bg"], cfg["batch"],
+        cfg["fraction"], cfg["pre_nms_top_n"], cfg["post_nms_top_n"], cfg["nms_thresh"],
+        score_thresh=cfg["score_thresh"])
+    rng = np.random.default_rng(seed + 1)
+    feats = [rng.standard_normal((2, channels, 10, 12)), rng.standard_normal((2, channels, 5, 6))]
+    images = ImageList(mc.zeros(2, 3, 40, 48, dtype=mc.float64), IMAGE_SIZES)
+    m_feats = [mc.tensor(f, requires_grad=True) for f in feats]
+    anchors = rpn.anchor_generator(images, m_feats)
+    t_anchors = [torch.from_numpy(a.numpy()) for a in anchors]
+    t_feats = [torch.from_numpy(f).requires_grad_(True) for f in feats]
+    return t_head, rpn, images, m_feats, t_feats, t_anchors
+
+
+def _close(m, t, what, tol=1e-10):
+    t = t.detach().numpy()
+    assert tuple(m.shape) == tuple(t.shape), (what, m.shape, t.shape)
+    np.testing.assert_allclose(m.numpy(), t, rtol=tol, atol=tol, err_msg=what)
+
+
+# ------------------------------------------------------------------------------- tests
+
+def test_head_matches_its_twin_keys_init_and_old_keys(torch):
+    twin = head_twin(torch)
+    torch.manual_seed(0)
+    tm = twin.RPNHead(6, 3, conv_depth=2).double()
+    mm = RPNHead(6, 3, conv_depth=2).double()
+    assert list(mm.state_dict()) == ["conv.0.0.weight", "conv.0.0.bias", "conv.1.0.weight",
+                                     "conv.1.0.bias", "cls_logits.weight", "cls_logits.bias",
+                                     "bbox_pred.weight", "bbox_pred.bias"]
+    copy_weights(tm, mm)
+    x = [np.random.default_rng(i).standard_normal((2, 6, 7 - i, 5)) for i in range(2)]
+    tl, tr = tm([torch.from_numpy(v) for v in x])
+    ml, mr = mm([mc.tensor(v) for v in x])
+    for a, b, what in zip(ml + mr, tl + tr, ["logits0", "logits1", "reg0", "reg1"]):
+        _close(a, b, what)
+    assert tuple(ml[1].shape) == (2, 3, 6, 5) and tuple(mr[0].shape) == (2, 12, 7, 5)
+    # N(0, 0.01²) weights, zero biases
+    big = RPNHead(256, 3)
+    w = big.conv[0][0].weight.numpy()
+    assert abs(w.std() - 0.01) < 2e-4 and abs(w.mean()) < 2e-4
+    assert not any(p.numpy().any() for n, p in big.named_parameters() if n.endswith("bias"))
+    # the released checkpoints' keys (version 1): conv.weight / conv.bias
+    old = {k.replace("conv.0.0.", "conv."): v.numpy() + 1 for k, v in
+           RPNHead(6, 3).double().state_dict().items()}
+    assert "conv.weight" in old
+    fresh = RPNHead(6, 3).double()
+    fresh.load_state_dict(old)
+    np.testing.assert_array_equal(fresh.conv[0][0].weight.numpy(), old["conv.weight"])
+    fresh.load_state_dict(RPNHead(6, 3).double().state_dict())          # new keys too
+
+
+@pytest.mark.parametrize("score_thresh", [0.0, 0.87])
+def test_eval_proposals_match_torchvision(torch, score_thresh):
+    cfg = dict(CFG, score_thresh=score_thresh)
+    t_head, rpn, images, m_feats, t_feats, t_anchors = _setup(torch, cfg)
+    rpn.eval()
+    boxes, losses = rpn(images, collections.OrderedDict(zip("ab", m_feats)))
+    t_boxes, t_scores, _ = tv_rpn(torch, t_head, t_anchors, IMAGE_SIZES, t_feats, cfg, False)
+    assert losses == {}
+    _, m_scores = _filtered(rpn, images, m_feats)
+    for i in range(2):
+        assert 0 < boxes[i].shape[0] <= 15
+        assert not boxes[i].requires_grad
+        _close(boxes[i], t_boxes[i], f"boxes {i}")
+        _close(m_scores[i], t_scores[i], f"scores {i}")
+        h, w = IMAGE_SIZES[i]
+        b = boxes[i].numpy()
+        assert (b[:, 0::2] <= w).all() and (b[:, 1::2] <= h).all() and (b >= 0).all()
+        if score_thresh:
+            assert (m_scores[i].numpy() >= score_thresh).all()
+    if score_thresh:
+        assert min(b.shape[0] for b in boxes) < 15             # the threshold removed some
+
+
+def _filtered(rpn, images, m_feats):
+    """filter_proposals' scores (forward returns boxes only)."""
+    logits, deltas = rpn.head(m_feats)
+    counts = [int(o.shape[1] * o.shape[2] * o.shape[3]) for o in logits]
+    ob, reg = rpn_module.concat_box_prediction_layers(logits, deltas)
+    anchors = rpn.anchor_generator(images, m_feats)
+    proposals = rpn.box_coder.decode(reg.detach(), anchors).reshape(2, -1, 4)
+    return rpn.filter_proposals(proposals, ob, images.image_sizes, counts)
+
+
+def test_training_proposals_losses_and_gradients_match_torchvision(torch):
+    t_head, rpn, images, m_feats, t_feats, t_anchors = _setup(torch)
+    rpn.fg_bg_sampler = FixedSampler(CFG["batch"], CFG["fraction"])
+    rpn.train()
+    targets = [{"boxes": mc.tensor(b)} for b in TARGETS]
+    boxes, losses = rpn(images, collections.OrderedDict(zip("ab", m_feats)), targets)
+    t_targets = [{"boxes": torch.from_numpy(b)} for b in TARGETS]
+    t_boxes, _, t_losses = tv_rpn(torch, t_head, t_anchors, IMAGE_SIZES, t_feats, CFG, True,
+                                  t_targets, FixedSampler(CFG["batch"], CFG["fraction"]))
+    for i in range(2):
+        assert boxes[i].shape[0] <= 30
+        _close(boxes[i], t_boxes[i], f"boxes {i}")
+    assert list(losses) == ["loss_objectness", "loss_rpn_box_reg"]
+    for k in losses:
+        assert losses[k].dtype == np.float64
+        _close(losses[k], t_losses[k], k, tol=1e-12)
+    assert float(losses["loss_rpn_box_reg"].item()) > 0
+    # gradients of both losses (weighted) wrt the head and the feature maps
+    (losses["loss_objectness"] + 2.0 * losses["loss_rpn_box_reg"]).backward()
+    (t_losses["loss_objectness"] + 2.0 * t_losses["loss_rpn_box_reg"]).backward()
+    t_params = dict(t_head.named_parameters())
+    for name, p in rpn.head.named_parameters():
+        assert p.grad is not None and np.abs(p.grad.numpy()).max() > 0, name
+        _close(p.grad, t_params[name].grad, f"gradient of {name}", tol=1e-10)
+    for i in range(2):
+        _close(m_feats[i].grad, t_feats[i].grad, f"gradient of feature {i}", tol=1e-10)
+
+
+def test_targets_labels_and_sampler_counts():
+    """Labels follow the thresholds and low-quality rule; the real sampler draws
+    batch_size_per_image anchors with at most half positives, reproducibly."""
+    rpn = RegionProposalNetwork(AnchorGenerator(SIZES, RATIOS), RPNHead(4, 3), 0.7, 0.3, 24,
+                                0.5, CFG["pre_nms_top_n"], CFG["post_nms_top_n"], 0.7)
+    images = ImageList(mc.zeros(2, 3, 40, 48), IMAGE_SIZES)
+    feats = [mc.zeros(2, 4, 10, 12), mc.zeros(2, 4, 5, 6)]
+    anchors = rpn.anchor_generator(images, feats)
+    targets = [{"boxes": mc.tensor(b, dtype=mc.float32)} for b in TARGETS]
+    labels, matched = rpn.assign_targets_to_anchors(anchors, targets)
+    lab = labels[0].numpy()
+    iou = mc.ops.box_iou(TARGETS[0], anchors[0].numpy().astype(np.float64))
+    best = iou.max(axis=0)
+    assert (lab[best >= 0.7] == 1).all() and (lab[best < 0.3] != -1).all()
+    assert (lab[(best >= 0.3) & (best < 0.7)] != 0).all()
+    for g in range(3):          # every gt's best anchors are positive (low-quality matches)
+        assert (lab[iou[g] == iou[g].max()] == 1).all()
+    assert not labels[1].numpy().any() and not matched[1].numpy().any()
+    draws = []
+    for _ in range(2):
+        mc.manual_seed(3)
+        pos, neg = rpn.fg_bg_sampler([labels[0].numpy(), labels[1].numpy()])
+        draws.append(np.concatenate(pos + neg))
+        assert pos[0].sum() == min(12, (lab == 1).sum()) and pos[1].sum() == 0
+        assert pos[0].sum() + neg[0].sum() == 24 and neg[1].sum() == 24
+    np.testing.assert_array_equal(draws[0], draws[1])
+
+
+def test_bad_input_errors_name_the_rpn():
+    head = RPNHead(4, 3)
+    ag = AnchorGenerator(SIZES, RATIOS)
+    with pytest.raises(ValueError, match="RegionProposalNetwork: pre_nms_top_n must be a dict"):
+        RegionProposalNetwork(ag, head, 0.7, 0.3, 24, 0.5, 100, CFG["post_nms_top_n"], 0.7)
+    with pytest.raises(ValueError, match="post_nms_top_n must be a dict"):
+        RegionProposalNetwork(ag, head, 0.7, 0.3, 24, 0.5, CFG["pre_nms_top_n"],
+                              {"training": 10}, 0.7)
+    with pytest.raises(ValueError, match="low_threshold must be <= high_threshold"):
+        RegionProposalNetwork(ag, head, 0.3, 0.7, 24, 0.5, CFG["pre_nms_top_n"],
+                              CFG["post_nms_top_n"], 0.7)
+    rpn = RegionProposalNetwork(ag, head, 0.7, 0.3, 24, 0.5, CFG["pre_nms_top_n"],
+                                CFG["post_nms_top_n"], 0.7)
+    images = ImageList(mc.zeros(2, 3, 40, 48), IMAGE_SIZES)
+    feats = collections.OrderedDict(a=mc.zeros(2, 4, 10, 12), b=mc.zeros(2, 4, 5, 6))
+    with pytest.raises(ValueError, match="RegionProposalNetwork: targets should not be None"):
+        rpn.train()(images, feats)
+    with pytest.raises(ValueError, match="RegionProposalNetwork: 1 targets for 2 images"):
+        rpn.train()(images, feats, [{"boxes": mc.zeros(0, 4)}])
+    with pytest.raises(TypeError, match="RegionProposalNetwork: images must be an ImageList"):
+        rpn.eval()(mc.zeros(2, 3, 40, 48), feats)
+    with pytest.raises(TypeError, match="RegionProposalNetwork: features must be an ordered"):
+        rpn.eval()(images, list(feats.values()))
