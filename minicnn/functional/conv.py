@@ -21,10 +21,26 @@ On the CPU, float32/float64 NumPy arrays take a compiled fast path
 (``kernels/numba_conv.py``, chosen by ``kernels/dispatch.py``; ``MINICNN_KERNELS=reference``
 turns it off). It computes the same formulas tile by tile, so the column matrix is never
 held in full: conv2d saves the input instead and rebuilds the columns in backward.
+
+Algorithms. A 3x3 stride-1 conv2d (dilation 1, groups 1) can also run by Winograd's
+F(2x2, 3x3) or F(4x4, 3x3) (``kernels/winograd.py``: fewer multiplications, slightly
+larger float32 rounding error), for its forward pass and its input gradient; the weight
+gradient stays im2col. Which one runs:
+
+* ``conv2d(..., conv_algorithm="winograd")`` for one call, or ``with
+  minicnn.conv_algorithm("winograd"):`` (also ``set_conv_algorithm``) for a block;
+  the names are ``CONV_ALGORITHMS``: ``"auto"`` (default), ``"im2col"``, ``"winograd"``
+  (F(4x4) or F(2x2), whichever multiplies less for the output size:
+  ``kernels.winograd.choose_tile``), ``"winograd_2x2"``, ``"winograd_4x4"``.
+  Forcing Winograd on a convolution it cannot do is an error, except in a block opened
+  with ``strict=False``, where such layers keep im2col (to run a whole model so).
+* ``"auto"`` applies :func:`auto_algorithm`'s stated rule.
 """
 from __future__ import annotations
 
-from kernels import cuda_conv, dispatch, numba_conv
+import contextlib
+
+from kernels import cuda_conv, dispatch, numba_conv, numba_winograd, winograd
 from kernels.im2col import (col2im, conv_output_size, conv_transpose_output_size,
                             im2col)
 
@@ -33,10 +49,16 @@ from ._checks import check_float, pair, positive_int
 from .padding import pad as _pad
 from .shape import squeeze, unsqueeze
 
-__all__ = ["conv2d", "conv_transpose2d"]
+__all__ = ["conv2d", "conv_transpose2d", "CONV_ALGORITHMS", "conv_algorithm",
+           "get_conv_algorithm", "set_conv_algorithm", "auto_algorithm"]
+
+CONV_ALGORITHMS = ("auto", "im2col", "winograd", "winograd_2x2", "winograd_4x4")
+_algorithm = "auto"        # what conv2d uses when its call names none
+_strict = True             # False: a forced Winograd falls back where it cannot run
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           conv_algorithm=None):
     """2-D cross-correlation (what deep learning calls convolution), as
     ``torch.nn.functional.conv2d``::
 
@@ -51,7 +73,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     (output as large as the input; stride must be 1; the total DH·(KH-1) is split with
     the odd extra row/column at the bottom/right, as torch does). ``groups``: input and
     output channels are split into G groups, each convolved separately (G = C is a
-    depthwise convolution).
+    depthwise convolution). ``conv_algorithm`` (minicnn only, keyword): one of
+    ``CONV_ALGORITHMS`` for this call; None follows :func:`conv_algorithm` (see the
+    module docstring).
 
     Shape:
         input (N, C, H, W) or unbatched (C, H, W); weight (O, C/G, KH, KW); bias (O,);
@@ -106,20 +130,66 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                          f"{dilation[0] * (KH - 1) + 1}x{dilation[1] * (KW - 1) + 1}, larger "
                          f"than the padded input {Hp}x{Wp} (input {tuple(x.shape)}, padding "
                          f"{padding}); the output size would be {OH}x{OW}")
+    algorithm = _choose_algorithm(conv_algorithm, (N, C, H, W), tuple(w.shape), stride,
+                                  dilation, groups)
     if unbatched:
         x = unsqueeze(x, 0)
     if extra != (0, 0):
         x = _pad(x, (0, extra[1], 0, extra[0]))
-    out = Conv2d(stride, padding, dilation, groups)(x, w, bias)
+    out = Conv2d(stride, padding, dilation, groups, algorithm)(x, w, bias)
     return squeeze(out, 0) if unbatched else out
+
+
+@contextlib.contextmanager
+def conv_algorithm(name, strict=True):
+    """``with minicnn.conv_algorithm("winograd"):`` runs every conv2d in the block (that
+    names no ``conv_algorithm`` itself) with that algorithm, one of ``CONV_ALGORITHMS``.
+    ``strict=False``: layers Winograd cannot do (not 3x3, strided, dilated, grouped)
+    keep im2col instead of raising, so a whole model can run so."""
+    previous = set_conv_algorithm(name, strict)
+    try:
+        yield
+    finally:
+        set_conv_algorithm(*previous)
+
+
+def get_conv_algorithm():
+    """The algorithm conv2d uses when a call names none (``"auto"`` unless changed)."""
+    return _algorithm
+
+
+def set_conv_algorithm(name, strict=True):
+    """Set the algorithm for later conv2d calls (see :func:`conv_algorithm`); returns the
+    previous (name, strict)."""
+    global _algorithm, _strict
+    _check_algorithm("set_conv_algorithm", name)
+    previous = (_algorithm, _strict)
+    _algorithm, _strict = name, bool(strict)
+    return previous
+
+
+def auto_algorithm(x_shape, w_shape, stride, dilation, groups):
+    """The algorithm ``"auto"`` picks for a conv2d, as ``(name, m)``: ``("im2col", None)``
+    or ``("winograd", m)`` with m the output tile (2 or 4).
+
+    The rule: im2col everywhere. Winograd is taken by default only where it was measured
+    clearly faster (more than 1.3x, forward and backward, in repeated alternating runs)
+    than the compiled im2col path on the machine the project is measured on, and it has
+    not been yet (issue 15; the figures are in its notes): on the 2-core machine, shared
+    while measured, its transforms cost about what its smaller GEMMs save. Force it with
+    ``conv_algorithm="winograd"`` to compare.
+    """
+    return ("im2col", None)
 
 
 class Conv2d(Function):
     """conv2d on raw arrays: x (N, C, H, W), w (O, C/G, KH, KW), b (O,) or None."""
 
-    def __init__(self, stride, padding, dilation, groups):
+    def __init__(self, stride, padding, dilation, groups, algorithm=("im2col", None)):
         self.stride, self.padding, self.dilation, self.groups = (stride, padding, dilation,
                                                                  groups)
+        # ("im2col", None) or ("winograd", m): chosen by conv2d (_choose_algorithm)
+        self.algorithm = algorithm
 
     def _kernel_args(self):
         (SH, SW), (PH, PW), (DH, DW) = self.stride, self.padding, self.dilation
@@ -128,6 +198,8 @@ class Conv2d(Function):
     def forward(self, x, w, b):
         self.x_shape, self.w_shape = x.shape, w.shape
         self.fast = dispatch.use_fast(x, w, b)
+        if self.algorithm[0] == "winograd":
+            return self._winograd_forward(x, w, b)
         if self.fast:
             # the same formulas, tile by tile: the column matrix is never held in full,
             # so keep the input (nine times smaller for a 3x3 kernel) and let backward
@@ -157,6 +229,8 @@ class Conv2d(Function):
         return out
 
     def backward(self, g):
+        if self.algorithm[0] == "winograd":
+            return self._winograd_backward(g)
         if self.fast:
             return numba_conv.conv2d_backward(
                 g, self.x_saved, self.w_saved, self.x_shape, self.w_shape, self.stride,
@@ -180,6 +254,49 @@ class Conv2d(Function):
             gw = (g_mat @ self.cols.swapaxes(-1, -2)).sum(axis=0).reshape(self.w_shape)
         if self.needs_input_grad[2]:
             gb = g.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+    # Winograd (3x3, stride 1, dilation 1, groups 1): forward and dL/dx by
+    # kernels/winograd.py (or its compiled twin), dL/dw and dL/db as im2col computes them
+    def _winograd_forward(self, x, w, b):
+        m = self.algorithm[1]
+        self.x_saved = x if self.needs_input_grad[1] else None
+        self.w_saved = w if self.needs_input_grad[0] else None
+        if self.fast:
+            return numba_winograd.conv2d_forward(x, w, b, self.padding, m)
+        return winograd.conv2d_forward(x, w, b, self.padding, m)
+
+    def _winograd_backward(self, g):
+        need_x, need_w, need_b = self.needs_input_grad
+        gx = gw = gb = None
+        if need_x:
+            # the input gradient is a 3x3 stride-1 convolution too; its tile size is
+            # chosen for its own output (the input's size) unless one was forced
+            m = self.algorithm[1]
+            if self.fast:
+                gx = numba_winograd.conv2d_input_grad(g, self.w_saved, self.x_shape,
+                                                      self.padding, m)
+            else:
+                gx = winograd.conv2d_input_grad(g, self.w_saved, self.x_shape,
+                                                self.padding, m)
+        if self.fast and (need_w or need_b):
+            _, gw, gb = numba_conv.conv2d_backward(
+                g, self.x_saved, None, self.x_shape, self.w_shape, self.stride,
+                self.padding, self.dilation, self.groups, False, need_w, need_b)
+        else:
+            if need_w:
+                x = self.x_saved
+                N, O, OH, OW = g.shape
+                if dispatch.use_cuda(x):
+                    cols = cuda_conv.im2col(x, 3, 3, **self._kernel_args())
+                else:
+                    cols = im2col(x, 3, 3, **self._kernel_args())
+                cols = cols.reshape(N, -1, OH * OW)
+                # Σ_n g_n @ cols_nᵀ: (N, O, OH·OW) @ (N, OH·OW, C·9)
+                gw = (g.reshape(N, O, OH * OW) @ cols.swapaxes(-1, -2)).sum(axis=0)
+                gw = gw.reshape(self.w_shape)
+            if need_b:
+                gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb
 
 
@@ -318,6 +435,36 @@ class ConvTranspose2d(Function):
 
 
 # ------------------------------------------------------------------------ helpers
+
+def _check_algorithm(op, name):
+    if name not in CONV_ALGORITHMS:
+        raise ValueError(f"{op}: conv_algorithm must be one of "
+                         f"{', '.join(map(repr, CONV_ALGORITHMS))}, got {name!r}")
+
+
+def _choose_algorithm(requested, x_shape, w_shape, stride, dilation, groups):
+    """("im2col", None) or ("winograd", m) for this conv2d: the call's
+    ``conv_algorithm``, else the block's (:func:`conv_algorithm`), else the auto rule."""
+    strict = True
+    if requested is None:
+        requested, strict = _algorithm, _strict
+    else:
+        _check_algorithm("conv2d", requested)
+    if requested == "auto":
+        return auto_algorithm(x_shape, w_shape, stride, dilation, groups)
+    if requested == "im2col":
+        return ("im2col", None)
+    reason = winograd.unsupported(w_shape, stride, dilation, groups)
+    if reason is not None:
+        if not strict:
+            return ("im2col", None)
+        raise ValueError(f"conv2d: conv_algorithm={requested!r} needs a 3x3 kernel, stride "
+                         f"1, dilation 1 and groups=1, but this convolution has {reason} "
+                         f"(weight {tuple(w_shape)}); use 'im2col' or 'auto' for it")
+    if requested == "winograd":
+        return ("winograd", None)           # tile size chosen per pass (choose_tile)
+    return ("winograd", 2 if requested == "winograd_2x2" else 4)
+
 
 def _check_input(op, x, w):
     """Validate ranks and dtypes; True when the input is unbatched (C, H, W)."""
