@@ -391,3 +391,92 @@ def test_bad_input_errors_name_the_rpn():
         rpn.eval()(mc.zeros(2, 3, 40, 48), feats)
     with pytest.raises(TypeError, match="RegionProposalNetwork: features must be an ordered"):
         rpn.eval()(images, list(feats.values()))
+
+
+# ------------------------------------------------------------------ GeneralizedRCNN
+
+class StubHeads(mc.nn.Module):
+    """RoI heads stand-in: the first three proposals as detections, a fixed loss; records
+    what it was given."""
+
+    def forward(self, features, proposals, image_sizes, targets=None):
+        self.seen = (list(features), proposals, image_sizes, targets)
+        detections = [{"boxes": p[:3], "labels": mc.tensor(np.arange(3), dtype=mc.int64)[
+            :p.shape[0]], "scores": mc.ones(min(3, p.shape[0]))} for p in proposals]
+        losses = {}
+        if self.training:
+            losses = {"loss_classifier": features["0"].mean() * 0 + 1.5,
+                      "loss_box_reg": features["0"].mean() * 0 + 0.5}
+        return detections, losses
+
+
+def _rcnn():
+    from minicnn.models.detection.generalized_rcnn import GeneralizedRCNN
+    from minicnn.models.detection.transform import GeneralizedRCNNTransform
+    mc.manual_seed(0)
+    backbone = mc.nn.Conv2d(3, 4, 3, stride=4, padding=1)
+    backbone.out_channels = 4
+    rpn = RegionProposalNetwork(AnchorGenerator(((16,),), ((0.5, 1.0, 2.0),)), RPNHead(4, 3),
+                                0.7, 0.3, 16, 0.5, {"training": 50, "testing": 20},
+                                {"training": 20, "testing": 10}, 0.7)
+    transform = GeneralizedRCNNTransform(32, 64, [0.5, 0.4, 0.3], [0.2, 0.25, 0.3])
+    return GeneralizedRCNN(backbone, rpn, StubHeads(), transform)
+
+
+def _images():
+    rng = np.random.default_rng(0)
+    return [mc.tensor(rng.random((3, 24, 30)), dtype=mc.float32),
+            mc.tensor(rng.random((3, 20, 26)), dtype=mc.float32)]
+
+
+def test_generalized_rcnn_train_merges_losses_and_eval_maps_boxes_back():
+    model = _rcnn()
+    images = _images()
+    targets = [{"boxes": mc.tensor([[2.0, 3.0, 12.0, 20.0]]), "labels": mc.tensor([1])},
+               {"boxes": mc.zeros(0, 4), "labels": mc.zeros(0, dtype=mc.int64)}]
+    losses = model.train()(images, targets)
+    assert list(losses) == ["loss_classifier", "loss_box_reg", "loss_objectness",
+                            "loss_rpn_box_reg"]
+    sum(losses.values()).backward()
+    assert model.rpn.head.cls_logits.weight.grad is not None
+    feature_names, _, sizes, seen_targets = model.roi_heads.seen
+    assert feature_names == ["0"] and sizes == [(32, 40), (32, 41)]
+    # the targets reached the heads resized (x by 40/30, y by 32/24), the caller's unchanged
+    np.testing.assert_allclose(seen_targets[0]["boxes"].numpy(),
+                               [[2 * 40 / 30, 3 * 32 / 24, 12 * 40 / 30, 20 * 32 / 24]],
+                               rtol=1e-6)
+    assert targets[0]["boxes"].numpy()[0, 2] == 12.0
+
+    detections = model.eval()(images)
+    assert isinstance(detections, list) and len(detections) == 2
+    _, proposals, sizes, _ = model.roi_heads.seen
+    for det, prop, (h, w), img in zip(detections, proposals, sizes, images):
+        oh, ow = img.shape[-2:]
+        ratio = np.array([np.float32(ow) / np.float32(w), np.float32(oh) / np.float32(h)] * 2,
+                         dtype=np.float32)
+        np.testing.assert_allclose(det["boxes"].numpy(), prop[:3].numpy() * ratio, rtol=1e-6)
+        assert list(det) == ["boxes", "labels", "scores"]
+
+
+def test_generalized_rcnn_bad_targets():
+    model = _rcnn().train()
+    images = _images()
+    good = {"boxes": mc.tensor([[2.0, 3.0, 12.0, 20.0]]), "labels": mc.tensor([1])}
+    cases = [
+        (None, ValueError, "GeneralizedRCNN: targets should not be None in training mode"),
+        ([good, {"labels": mc.tensor([1])}], ValueError, r"target 1 must be a dict with 'boxes'"),
+        ([good, {"boxes": [[1.0, 2.0, 3.0, 4.0]]}], TypeError,
+         "expected target boxes to be a tensor of shape"),
+        ([good, {"boxes": mc.zeros(2, 5)}], ValueError, r"shape \(K, 4\), got shape \(2, 5\)"),
+        ([good, {"boxes": mc.tensor([[1, 2, 3, 4]])}], TypeError,
+         "target boxes must be of a floating-point type, got dtype int64 for target 1"),
+        ([good, {"boxes": mc.tensor([[1.0, 2.0, 3.0, 4.0]]), "labels": mc.tensor([1, 2])}],
+         ValueError, r"target labels must be \(1,\) integers"),
+        ([good, {"boxes": mc.tensor([[5.0, 2.0, 5.0, 4.0]])}], ValueError,
+         r"positive height and width; found invalid box \[7.88.*for target at index 1"),
+    ]
+    for targets, error, message in cases:
+        with pytest.raises(error, match=message):
+            model(images, targets)
+    with pytest.raises(ValueError, match=r"GeneralizedRCNN: expected each image to be a \(C, H"):
+        model.eval()([mc.zeros(24, 30)])
