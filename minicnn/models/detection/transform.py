@@ -41,6 +41,7 @@ import numpy as np
 import minicnn
 from minicnn import backend, nn
 from minicnn.nn import functional as F
+from minicnn.models.detection.roi_heads import paste_masks_in_image
 from minicnn.ops import ImageList
 
 __all__ = ["GeneralizedRCNNTransform", "resize_boxes", "resize_keypoints"]
@@ -168,16 +169,17 @@ class GeneralizedRCNNTransform(nn.Module):
 
     def postprocess(self, result, image_shapes, original_image_sizes):
         """Eval mode: each prediction's ``boxes`` (and ``keypoints``) scaled from the size
-        the network saw to the original image size. Training mode: unchanged."""
+        the network saw to the original image size, and its ``masks`` (Mask R-CNN's
+        per-box masks) pasted into an image of the original size. Training mode:
+        unchanged."""
         if self.training:
             return result
         for pred, im_s, o_im_s in zip(result, image_shapes, original_image_sizes):
             pred["boxes"] = resize_boxes(pred["boxes"], im_s, o_im_s)
             if "masks" in pred:
-                # torchvision pastes Mask R-CNN's per-box masks into the image here
-                raise NotImplementedError(f"{type(self).__name__}.postprocess: pasting "
-                                          f"predicted masks into the image (Mask R-CNN) "
-                                          f"is not implemented")
+                # Mask R-CNN's (D, 1, 28, 28) per-box masks, pasted at the boxes' places in
+                # the original image: (D, 1, H, W)
+                pred["masks"] = paste_masks_in_image(pred["masks"], pred["boxes"], o_im_s)
             if "keypoints" in pred:
                 pred["keypoints"] = resize_keypoints(pred["keypoints"], im_s, o_im_s)
         return result
