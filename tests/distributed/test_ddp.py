@@ -9,6 +9,7 @@ import minicnn
 from minicnn import distributed as dist
 from minicnn import nn
 from minicnn.nn import functional as F
+from thread_ranks import run_ranks as ranks
 
 
 def _model(seed=0):
@@ -35,7 +36,7 @@ def _reference_grads(model, batches):
     return [p.grad.numpy() for p in model.parameters()]
 
 
-def test_gradients_are_averaged_over_the_ranks(ranks):
+def test_gradients_are_averaged_over_the_ranks():
     base = _model()
     expected = _reference_grads(base, [_batch(0), _batch(1)])
 
@@ -51,7 +52,7 @@ def test_gradients_are_averaged_over_the_ranks(ranks):
             np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)
 
 
-def test_buckets_start_in_order_while_backward_still_runs(ranks):
+def test_buckets_start_in_order_while_backward_still_runs():
     base = _model()
 
     def rank(r, comm):
@@ -83,7 +84,7 @@ def test_buckets_start_in_order_while_backward_still_runs(ranks):
         assert [waiting for _, waiting in started] == [4, 2, 0, 0]
 
 
-def test_no_sync_accumulates_locally_then_averages_the_sum(ranks):
+def test_no_sync_accumulates_locally_then_averages_the_sum():
     base = _model()
     micro = {r: [_batch(r, 3), _batch(r + 5, 4)] for r in (0, 1)}
     # the accumulated gradient of each rank is the sum of its micro-batches' mean losses
@@ -110,7 +111,7 @@ def test_no_sync_accumulates_locally_then_averages_the_sum(ranks):
         np.testing.assert_allclose(b, e, rtol=1e-12, atol=1e-14)
 
 
-def test_rank_0s_weights_and_buffers_win(ranks):
+def test_rank_0s_weights_and_buffers_win():
     def rank(r, comm):
         model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
         for p in model.parameters():
@@ -127,7 +128,7 @@ def test_rank_0s_weights_and_buffers_win(ranks):
         np.testing.assert_array_equal(running_mean, 3.0)  # broadcast before the forward
 
 
-def test_a_tied_weight_and_an_unused_parameter_are_averaged(ranks):
+def test_a_tied_weight_and_an_unused_parameter_are_averaged():
     minicnn.manual_seed(3)
     layer, unused = nn.Linear(4, 4).double(), nn.Linear(2, 2).double()
     inputs = {r: minicnn.tensor(np.random.default_rng(r).standard_normal((3, 4)))
@@ -200,7 +201,7 @@ def test_a_group_of_one_without_mpiexec(monkeypatch):
         dist.init_process_group(backend="gloo")
 
 
-def test_ddp_refuses_what_is_not_a_module(ranks):
+def test_ddp_refuses_what_is_not_a_module():
     with pytest.raises(TypeError, match="DistributedDataParallel: module must be a "
                                         "minicnn.nn.Module, got list"):
         dist.DistributedDataParallel([], process_group=dist.LocalCommunicator())

@@ -3,7 +3,6 @@ completes when every rank has joined it (in the same order), as MPI's do."""
 import threading
 
 import numpy as np
-import pytest
 
 from minicnn.distributed.comm import Communicator, Work
 
@@ -78,8 +77,3 @@ def run_ranks(size, fn):
     if errors:
         raise errors[0]
     return results
-
-
-@pytest.fixture
-def ranks():
-    return run_ranks
