@@ -1,12 +1,11 @@
 """models.detection.rpn against torch twins, float64: RPNHead is rpn.py's own source run on
 torch.nn; RegionProposalNetwork's forward (proposal filtering, anchor matching, losses) is
-compared with a transcription of torchvision's rpn.py / _utils.py / boxes.py on torch
-tensors below, on small images with the same anchors, weights and (fixed) sampler draws:
+compared with a transcription of torchvision's rpn.py on torch tensors below (its box ops,
+Matcher, BoxCoder and fixed-draw sampler from tests/rcnn_twin.py), on small images with the same anchors, weights and (fixed) sampler draws:
 proposals and scores in both modes, the two losses, and their gradients with respect to
 the head's parameters and the feature maps. Also the old key ``conv.weight``, the
 initialisation, the sampler's reproducibility, and bad input."""
 import collections
-import math
 
 import numpy as np
 import pytest
@@ -17,8 +16,7 @@ from minicnn.models.detection.rpn import RegionProposalNetwork, RPNHead
 from minicnn.ops import AnchorGenerator, ImageList, misc
 
 from model_twin import copy_weights, ops_twin, torch_twin
-
-CLIP = math.log(1000.0 / 16)
+from rcnn_twin import FixedSampler, torch_ops
 
 
 def head_twin(torch):
@@ -30,83 +28,22 @@ def head_twin(torch):
 
 # --------------------------------------------- torchvision's pieces, transcribed on torch
 
-def tv_box_iou(torch, a, b):
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    lt = torch.max(a[:, None, :2], b[:, :2])
-    rb = torch.min(a[:, None, 2:], b[:, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[:, :, 0] * wh[:, :, 1]
-    return inter / (area_a[:, None] + area_b - inter)
-
-
-def tv_matcher(torch, quality, high, low):
-    """Matcher(high, low, allow_low_quality_matches=True)."""
-    matched_vals, matches = quality.max(dim=0)
-    all_matches = matches.clone()
-    below = matched_vals < low
-    between = (matched_vals >= low) & (matched_vals < high)
-    matches[below] = -1
-    matches[between] = -2
-    highest_quality_foreach_gt, _ = quality.max(dim=1)
-    gt_pred_pairs = torch.where(quality == highest_quality_foreach_gt[:, None])
-    pred_inds_to_update = gt_pred_pairs[1]
-    matches[pred_inds_to_update] = all_matches[pred_inds_to_update]
-    return matches
-
-
-def tv_encode(torch, gt, proposals):
-    ex_w = proposals[:, 2] - proposals[:, 0]
-    ex_h = proposals[:, 3] - proposals[:, 1]
-    ex_x = proposals[:, 0] + 0.5 * ex_w
-    ex_y = proposals[:, 1] + 0.5 * ex_h
-    gt_w = gt[:, 2] - gt[:, 0]
-    gt_h = gt[:, 3] - gt[:, 1]
-    gt_x = gt[:, 0] + 0.5 * gt_w
-    gt_y = gt[:, 1] + 0.5 * gt_h
-    return torch.stack(((gt_x - ex_x) / ex_w, (gt_y - ex_y) / ex_h,
-                        torch.log(gt_w / ex_w), torch.log(gt_h / ex_h)), dim=1)
-
-
-def tv_decode(torch, codes, boxes):
-    widths = boxes[:, 2] - boxes[:, 0]
-    heights = boxes[:, 3] - boxes[:, 1]
-    ctr_x = boxes[:, 0] + 0.5 * widths
-    ctr_y = boxes[:, 1] + 0.5 * heights
-    dx, dy = codes[:, 0], codes[:, 1]
-    dw = torch.clamp(codes[:, 2], max=CLIP)
-    dh = torch.clamp(codes[:, 3], max=CLIP)
-    px, py = dx * widths + ctr_x, dy * heights + ctr_y
-    pw, ph = torch.exp(dw) * widths, torch.exp(dh) * heights
-    return torch.stack((px - 0.5 * pw, py - 0.5 * ph, px + 0.5 * pw, py + 0.5 * ph), dim=1)
-
-
-def tv_nms(torch, boxes, scores, threshold):
-    """torchvision's CPU kernel: stable descending order, suppress on IoU > threshold."""
-    order = torch.sort(scores, descending=True, stable=True).indices
-    suppressed = torch.zeros(len(scores), dtype=torch.bool)
-    keep = []
-    iou = tv_box_iou(torch, boxes, boxes)
-    for i in order.tolist():
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        suppressed |= iou[i] > threshold
-    return torch.tensor(keep, dtype=torch.int64)
-
-
-def tv_batched_nms(torch, boxes, scores, idxs, threshold):
-    """torchvision's coordinate trick (its path for small inputs)."""
+def tv_batched_nms(torch, ops, boxes, scores, idxs, threshold):
+    """torchvision's coordinate trick (its path for small inputs; rcnn_twin's batched_nms
+    is the other one), on rcnn_twin's nms."""
     if boxes.numel() == 0:
         return torch.empty((0,), dtype=torch.int64)
     max_coordinate = boxes.max()
     offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
-    return tv_nms(torch, boxes + offsets[:, None], scores, threshold)
+    return ops["nms"](boxes + offsets[:, None], scores, threshold)
 
 
 def tv_rpn(torch, head, anchors, image_sizes, features, cfg, training, targets=None,
            sampler=None):
-    """torchvision's RegionProposalNetwork.forward on torch tensors (anchors given)."""
+    """torchvision's RegionProposalNetwork.forward on torch tensors (anchors given), with
+    rcnn_twin's torch box ops."""
+    ops = torch_ops(torch)
+    coder = ops["BoxCoder"]((1.0, 1.0, 1.0, 1.0))
     objectness, pred_bbox_deltas = head(features)
     num_images = len(anchors)
     num_anchors_per_level = [o[0].numel() for o in objectness]
@@ -117,7 +54,7 @@ def tv_rpn(torch, head, anchors, image_sizes, features, cfg, training, targets=N
         flat_reg.append(reg.view(N, -1, 4, H, W).permute(0, 3, 4, 1, 2).reshape(N, -1, 4))
     objectness = torch.cat(flat_cls, dim=1).flatten(0, -2)
     pred_bbox_deltas = torch.cat(flat_reg, dim=1).reshape(-1, 4)
-    proposals = tv_decode(torch, pred_bbox_deltas.detach(), torch.cat(anchors))
+    proposals = coder.decode(pred_bbox_deltas.detach(), anchors)
     proposals = proposals.view(num_images, -1, 4)
 
     mode = "training" if training else "testing"
@@ -137,20 +74,19 @@ def tv_rpn(torch, head, anchors, image_sizes, features, cfg, training, targets=N
     prob = torch.sigmoid(ob)
     final_boxes, final_scores = [], []
     for boxes, scores, lvl, (h, w) in zip(proposals, prob, levels, image_sizes):
-        boxes = torch.stack((boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
-                             boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)), dim=1)
-        ws, hs = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        keep = torch.where((ws >= 1e-3) & (hs >= 1e-3))[0]
+        boxes = ops["clip_boxes_to_image"](boxes, (h, w))
+        keep = ops["remove_small_boxes"](boxes, 1e-3)
         boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
         keep = torch.where(scores >= cfg["score_thresh"])[0]
         boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
-        keep = tv_batched_nms(torch, boxes, scores, lvl, cfg["nms_thresh"])
+        keep = tv_batched_nms(torch, ops, boxes, scores, lvl, cfg["nms_thresh"])
         keep = keep[:cfg["post_nms_top_n"][mode]]
         final_boxes.append(boxes[keep])
         final_scores.append(scores[keep])
     if not training:
         return final_boxes, final_scores, {}
 
+    matcher = ops["Matcher"](cfg["fg"], cfg["bg"], allow_low_quality_matches=True)
     labels, matched = [], []
     for anchors_per_image, target in zip(anchors, targets):
         gt = target["boxes"]
@@ -158,13 +94,13 @@ def tv_rpn(torch, head, anchors, image_sizes, features, cfg, training, targets=N
             matched.append(torch.zeros(anchors_per_image.shape, dtype=torch.float32))
             labels.append(torch.zeros((anchors_per_image.shape[0],), dtype=torch.float32))
             continue
-        idx = tv_matcher(torch, tv_box_iou(torch, gt, anchors_per_image), cfg["fg"], cfg["bg"])
+        idx = matcher(ops["box_iou"](gt, anchors_per_image))
         matched.append(gt[idx.clamp(min=0)])
         lab = (idx >= 0).to(dtype=torch.float32)
         lab[idx == -1] = 0.0
         lab[idx == -2] = -1.0
         labels.append(lab)
-    regression_targets = tv_encode(torch, torch.cat(matched), torch.cat(anchors))
+    regression_targets = torch.cat(coder.encode(matched, anchors))
     pos, neg = sampler(labels)
     pos = torch.where(torch.cat(pos, dim=0))[0]
     neg = torch.where(torch.cat(neg, dim=0))[0]
@@ -180,35 +116,9 @@ def tv_rpn(torch, head, anchors, image_sizes, features, cfg, training, targets=N
                                        "loss_rpn_box_reg": box_loss}
 
 
-class FixedSampler:
-    """BalancedPositiveNegativeSampler's rule with draws fixed by (image, seed), the same for
-    torch and minicnn inputs (the labels must agree)."""
-
-    def __init__(self, batch_size_per_image, positive_fraction, seed=0):
-        self.batch, self.fraction, self.seed = batch_size_per_image, positive_fraction, seed
-
-    def __call__(self, labels):
-        pos_masks, neg_masks = [], []
-        for i, lab in enumerate(labels):
-            a = lab.numpy() if hasattr(lab, "numpy") else np.asarray(lab)
-            rng = np.random.default_rng((self.seed, i))
-            positive, negative = np.flatnonzero(a >= 1), np.flatnonzero(a == 0)
-            num_pos = min(positive.size, int(self.batch * self.fraction))
-            num_neg = min(negative.size, self.batch - num_pos)
-            pos, neg = np.zeros(a.shape, np.uint8), np.zeros(a.shape, np.uint8)
-            pos[rng.permutation(positive)[:num_pos]] = 1
-            neg[rng.permutation(negative)[:num_neg]] = 1
-            if type(lab).__module__.startswith("torch"):
-                import torch
-                pos, neg = torch.from_numpy(pos), torch.from_numpy(neg)
-            pos_masks.append(pos)
-            neg_masks.append(neg)
-        return pos_masks, neg_masks
-
-
 # ---------------------------------------------------------------------------- set-up
 
-CFG = {"fg": 0.7, "bg": 0.3, "batch": 24, "fraction": 0.5, "nms_thresh": 0.7,
+CFG = {"fg": 0.7, "bg": 0.3, "batch": 24, "fraction": 0.5, "nms_thresh": 0.4,
        "pre_nms_top_n": {"training": 60, "testing": 40},
        "post_nms_top_n": {"training": 30, "testing": 15}, "score_thresh": 0.0}
 SIZES, RATIOS = ((12,), (24,)), ((0.5, 1.0, 2.0),) * 2
@@ -314,13 +224,13 @@ def _filtered(rpn, images, m_feats):
 
 def test_training_proposals_losses_and_gradients_match_torchvision(torch):
     t_head, rpn, images, m_feats, t_feats, t_anchors = _setup(torch)
-    rpn.fg_bg_sampler = FixedSampler(CFG["batch"], CFG["fraction"])
+    rpn.fg_bg_sampler = FixedSampler(CFG["batch"], CFG["fraction"], wrap=lambda a: a)
     rpn.train()
     targets = [{"boxes": mc.tensor(b)} for b in TARGETS]
     boxes, losses = rpn(images, collections.OrderedDict(zip("ab", m_feats)), targets)
     t_targets = [{"boxes": torch.from_numpy(b)} for b in TARGETS]
     t_boxes, _, t_losses = tv_rpn(torch, t_head, t_anchors, IMAGE_SIZES, t_feats, CFG, True,
-                                  t_targets, FixedSampler(CFG["batch"], CFG["fraction"]))
+                                  t_targets, FixedSampler(CFG["batch"], CFG["fraction"], torch.from_numpy))
     for i in range(2):
         assert boxes[i].shape[0] <= 30
         _close(boxes[i], t_boxes[i], f"boxes {i}")
