@@ -390,3 +390,48 @@ def test_generalized_rcnn_bad_targets():
             model(images, targets)
     with pytest.raises(ValueError, match=r"GeneralizedRCNN: expected each image to be a \(C, H"):
         model.eval()([mc.zeros(24, 30)])
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+def test_rpn_training_and_eval_stay_on_the_device(monkeypatch):
+    """On (fake) CuPy: proposals, losses and the head's gradients are device arrays,
+    nothing reaches the host silently, and the numbers are the host's. (The background
+    image's zero targets encode to log(0) = -inf, unused, as in torch; the fake's errstate
+    does not hide that warning.)"""
+    from fake_cupy import FakeDeviceArray, install, refuse_host_conversion, to_device, to_host
+    mc.manual_seed(0)
+    rpn = RegionProposalNetwork(AnchorGenerator(SIZES, RATIOS), RPNHead(4, 3), 0.7, 0.3, 24,
+                                0.5, CFG["pre_nms_top_n"], CFG["post_nms_top_n"], 0.5)
+    with mc.no_grad():
+        for p in rpn.head.parameters():
+            p.array[...] = np.random.default_rng(p.numel()).normal(0, 0.3, p.shape)
+    rng = np.random.default_rng(3)
+    feats = [rng.standard_normal((2, 4, 10, 12)).astype(np.float32),
+             rng.standard_normal((2, 4, 5, 6)).astype(np.float32)]
+    boxes = [b.astype(np.float32) for b in TARGETS]
+
+    def run(wrap):
+        images = ImageList(wrap(np.zeros((2, 3, 40, 48), np.float32)), IMAGE_SIZES)
+        maps = collections.OrderedDict(zip("ab", (wrap(f) for f in feats)))
+        mc.manual_seed(5)                             # the sampler's draws
+        rpn.train()
+        proposals, losses = rpn(images, maps, [{"boxes": wrap(b)} for b in boxes])
+        rpn.zero_grad()
+        sum(losses.values()).backward()
+        rpn.eval()
+        return proposals, losses, rpn.head.cls_logits.weight.grad, rpn(images, maps)[0]
+
+    host = run(mc.tensor)
+    install(monkeypatch)
+    refuse_host_conversion(monkeypatch)
+    rpn.to("cuda")
+    device = run(lambda a: mc.Tensor._wrap(to_device(a)))
+    for got, want in zip(device[0] + device[3], host[0] + host[3]):
+        assert isinstance(got.array, FakeDeviceArray)
+        np.testing.assert_allclose(to_host(got.array), want.numpy(), rtol=1e-5, atol=1e-4)
+    for key, value in device[1].items():
+        assert isinstance(value.array, FakeDeviceArray), key
+        np.testing.assert_allclose(to_host(value.array), host[1][key].numpy(), rtol=1e-5)
+    assert isinstance(device[2].array, FakeDeviceArray)
+    np.testing.assert_allclose(to_host(device[2].array), host[2].numpy(), rtol=1e-4,
+                               atol=1e-7)
