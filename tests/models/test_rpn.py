@@ -1,10 +1,12 @@
-"""models.detection.rpn against torch twins, float64: RPNHead is rpn.py's own source run on
-torch.nn; RegionProposalNetwork's forward (proposal filtering, anchor matching, losses) is
-compared with a transcription of torchvision's rpn.py on torch tensors below (its box ops,
-Matcher, BoxCoder and fixed-draw sampler from tests/rcnn_twin.py), on small images with the same anchors, weights and (fixed) sampler draws:
-proposals and scores in both modes, the two losses, and their gradients with respect to
-the head's parameters and the feature maps. Also the old key ``conv.weight``, the
-initialisation, the sampler's reproducibility, and bad input."""
+"""models.detection.rpn and generalized_rcnn against torch twins, float64: RPNHead is rpn.py's
+own source run on torch.nn; RegionProposalNetwork's forward (proposal filtering, anchor
+matching, losses) is compared with a transcription of torchvision's rpn.py on torch tensors
+below (its box ops, Matcher, BoxCoder and fixed-draw sampler from tests/rcnn_twin.py), on
+small images with the same anchors, weights and sampler draws: proposals and scores in both
+modes, the two losses, and their gradients with respect to the head's parameters and the
+feature maps. Also the old key ``conv.weight``, the initialisation, the sampler's
+reproducibility, the fake-CuPy device path, GeneralizedRCNN's plumbing with a stub RoI
+head, and bad input."""
 import collections
 
 import numpy as np
@@ -230,7 +232,8 @@ def test_training_proposals_losses_and_gradients_match_torchvision(torch):
     boxes, losses = rpn(images, collections.OrderedDict(zip("ab", m_feats)), targets)
     t_targets = [{"boxes": torch.from_numpy(b)} for b in TARGETS]
     t_boxes, _, t_losses = tv_rpn(torch, t_head, t_anchors, IMAGE_SIZES, t_feats, CFG, True,
-                                  t_targets, FixedSampler(CFG["batch"], CFG["fraction"], torch.from_numpy))
+                                  t_targets,
+                                  FixedSampler(CFG["batch"], CFG["fraction"], torch.from_numpy))
     for i in range(2):
         assert boxes[i].shape[0] <= 30
         _close(boxes[i], t_boxes[i], f"boxes {i}")

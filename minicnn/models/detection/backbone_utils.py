@@ -35,7 +35,8 @@ from minicnn import nn
 from minicnn.nn import functional as F  # noqa: F401  (kept so the file reads as torch code)
 from minicnn.models import resnet
 from minicnn.models._utils import IntermediateLayerGetter
-from minicnn.ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork
+from minicnn.ops.feature_pyramid_network import ExtraFPNBlock  # noqa: F401  (as torchvision's)
+from minicnn.ops.feature_pyramid_network import FeaturePyramidNetwork
 from minicnn.ops.feature_pyramid_network import LastLevelMaxPool
 from minicnn.ops.misc import FrozenBatchNorm2d
 

@@ -55,7 +55,8 @@ from minicnn import nn
 from minicnn.nn import functional as F
 from minicnn import backend
 from minicnn.ops import boxes as box_ops
-from minicnn.ops.anchors import AnchorGenerator, ImageList
+# AnchorGenerator also importable from here, as from torchvision's rpn.py
+from minicnn.ops.anchors import AnchorGenerator, ImageList  # noqa: F401
 from minicnn.ops.boxes import _descending_order, _quiet
 from minicnn.ops.coding import BalancedPositiveNegativeSampler, BoxCoder, Matcher
 from minicnn.ops.misc import Conv2dNormActivation
