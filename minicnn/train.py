@@ -33,6 +33,14 @@ buffers, the learning-rate schedule, minicnn's random generator (dropout) and ea
 loader's seed and epoch counter (shuffle order and augmentation) -- so a run that is
 interrupted and resumed ends with exactly the weights of one that never stopped.
 
+Data-parallel training: give the Trainer a :class:`minicnn.distributed.DistributedDataParallel`
+model (and loaders over a :class:`~minicnn.distributed.DistributedSampler`) on every rank.
+Each pass then calls the sampler's ``set_epoch``, the epoch's losses and metrics are
+summed over the ranks before they are shown (every rank reports the global numbers),
+evaluation runs on the unwrapped model after rank 0's buffers are broadcast, and only
+rank 0 prints, writes the run folder and saves the checkpoint -- which holds the unwrapped
+model's state, so a run resumes on any number of ranks, or on none.
+
 The ``minicnn train`` command that drives all this lives in ``minicnn/cli/train.py``.
 """
 from __future__ import annotations
@@ -48,6 +56,7 @@ import numpy as np
 
 from . import backend
 from .autograd import Tensor, no_grad
+from .distributed import DistributedDataParallel
 from .utils.serialization import CheckpointError, load, save
 
 __all__ = ["Trainer", "Task", "Classification", "Segmentation", "Detection", "GAN", "Mean",
@@ -115,6 +124,11 @@ class Trainer:
         self.overwrite = overwrite
         self.epoch = 0            # epochs completed
         self.history = []         # one dict of metrics per completed epoch
+        # data-parallel: the ranks' communicator; only rank 0 prints and writes
+        self.comm = model.comm if isinstance(model, DistributedDataParallel) else None
+        self.network = model.module if self.comm is not None else model
+        if self.comm is not None and self.comm.rank != 0:
+            self.out_dir, self.progress, self.log = None, False, False
         self.model.to(self.device)
 
     # ---------------------------------------------------------------- fitting
@@ -174,6 +188,9 @@ class Trainer:
         """One pass over ``loader`` with updates; returns the epoch's mean losses and the
         task's metrics (e.g. ``{"loss": ..., "accuracy": ...}``)."""
         self.model.train()
+        sampler = getattr(loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):         # a DistributedSampler: this pass's order
+            sampler.set_epoch(getattr(loader, "epoch", self.epoch))
         losses, metrics = Mean(), self.task.metrics()
         shown = ("loss",) + self.task.curves
         bar = _progress_bar(loader, desc, self.progress)
@@ -192,19 +209,24 @@ class Trainer:
                                 refresh=False)
         unread.read()
         bar.close()
+        self._reduce(losses, metrics)
         return {**losses.compute(), **metrics.compute()}
 
     def evaluate(self, loader, desc="evaluate"):
         """The task's losses and metrics over ``loader``, in eval mode, without a graph;
         ``total`` is the number of examples seen."""
         self.model.eval()
+        if self.comm is not None:
+            # every rank evaluates with rank 0's batch-norm statistics (those it saves);
+            # the unwrapped model runs no collective, whatever each rank's share
+            self.model._sync_state(list(self.network.buffers()))
         losses, metrics = Mean(), self.task.metrics()
         bar = _progress_bar(loader, desc, self.progress)
         unread = _UnreadLosses(self, losses)
         with no_grad():
             for batch in bar:
                 batch = self.task.to_device(batch, self.device)
-                step_losses, output = self.task.losses(self.model, batch, training=False)
+                step_losses, output = self.task.losses(self.network, batch, training=False)
                 unread.add(None, step_losses, self.task.batch_size(batch))
                 metrics.update(output, batch)
                 if _refresh_due(bar):
@@ -213,8 +235,21 @@ class Trainer:
                                     refresh=False)
         unread.read()
         bar.close()
+        self._reduce(losses, metrics)
         self.model.train()
         return {**losses.compute(), **metrics.compute(), "total": losses.count}
+
+    def _reduce(self, losses, metrics):
+        """Data-parallel: make ``losses`` (a :class:`Mean`) and the task's ``metrics``
+        hold the sums over every rank."""
+        if self.comm is None or self.comm.size == 1:
+            return
+        if not hasattr(metrics, "reduce"):
+            raise NotImplementedError(
+                f"Trainer: {type(self.task).__name__}'s metrics cannot be summed over ranks "
+                "yet; train this task in one process")
+        losses.reduce(self.comm)
+        metrics.reduce(self.comm)
 
     def _finite(self, values, step):
         """``values`` if every loss is a finite number; else stop the run, saying where
@@ -238,7 +273,7 @@ class Trainer:
         """Everything a resumed run needs, as plain data."""
         return {
             "format": "minicnn-train", "epoch": self.epoch,
-            "model": self.model.state_dict(),
+            "model": self.network.state_dict(),
             "optimizer": _state_of(self.optimizer),
             "scheduler": _state_of(self.scheduler),
             "rng": backend.get_rng_state(),
@@ -253,7 +288,7 @@ class Trainer:
     def load_checkpoint(self, path, train_loader=None, eval_loader=None):
         """Restore the state saved by :meth:`save_checkpoint` (file or run folder)."""
         state = load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
+        self.network.load_state_dict(state["model"])
         _load_state("optimizer", self.optimizer, state["optimizer"])
         if (self.scheduler is None) != (state["scheduler"] is None):
             raise ValueError(f"resume: the checkpoint was saved "
@@ -819,6 +854,14 @@ class Mean:
     def compute(self):
         return {key: total / max(self.count, 1) for key, total in self.sums.items()}
 
+    def reduce(self, comm):
+        """Sum the counts and sums over the ranks (the same keys on every rank)."""
+        keys = sorted(self.sums)
+        totals = comm.allreduce(np.array([self.count] + [self.sums[k] for k in keys],
+                                         dtype=np.float64), "allreduce of the epoch's losses")
+        self.count = int(round(totals[0]))
+        self.sums = dict(zip(keys, totals[1:].tolist()))
+
 
 class Accuracy:
     """Top-1 accuracy over an epoch from ``(logits, (inputs, labels))`` batches: two
@@ -837,6 +880,11 @@ class Accuracy:
     def compute(self):
         correct = int(self.correct)
         return {"accuracy": correct / max(self.seen, 1), "correct": correct}
+
+    def reduce(self, comm):
+        counts = comm.allreduce(np.array([int(self.correct), self.seen], dtype=np.int64),
+                                "allreduce of the epoch's accuracy counts")
+        self.correct, self.seen = int(counts[0]), int(counts[1])
 
 
 class _SegmentationMeter:
@@ -860,6 +908,12 @@ class _SegmentationMeter:
         result = self.metric.compute()
         return {k: float(result[k]) for k in ("pixel_accuracy", "mean_accuracy", "mean_iou",
                                                "frequency_weighted_iou")}
+
+    def reduce(self, comm):
+        confusion = np.ascontiguousarray(backend.to_device(self.metric.confusion, "cpu"),
+                                         dtype=np.int64)
+        comm.allreduce(confusion, "allreduce of the epoch's confusion matrix")
+        self.metric.confusion = confusion
 
 
 class _DetectionMeter:
@@ -905,6 +959,9 @@ class _NoMetrics:
 
     def compute(self):
         return {}
+
+    def reduce(self, comm):
+        pass
 
 
 # ==================================================== progress, logs, pictures
