@@ -22,6 +22,7 @@ from . import segmentation                                             # noqa: F
 from .segmentation import fcn32s, fcn16s, fcn8s, fcn_resnet50, unet    # noqa: F401
 from . import detection                                                # noqa: F401
 from .detection import yolo_v1, yolo_v1_small, ssd300_vgg16, ssd_small  # noqa: F401
+from .detection import rcnn_small, fast_rcnn_small, faster_rcnn_small  # noqa: F401
 from . import gan                                                      # noqa: F401
 from .gan import dcgan_generator, dcgan_discriminator                  # noqa: F401
 
@@ -69,6 +70,10 @@ _DETECTORS = {
     "yolo_v1_small": (yolo_v1_small, (3, 64, 64)),         # the generated shapes
     "ssd300_vgg16": (ssd300_vgg16, (3, 300, 300)),
     "ssd_small": (ssd_small, (3, 64, 64)),
+    # the two-stage teaching path (models/detection/rcnn.py), for the generated shapes
+    "rcnn_small": (rcnn_small, (3, 64, 64)),
+    "fast_rcnn_small": (fast_rcnn_small, (3, 64, 64)),
+    "faster_rcnn_small": (faster_rcnn_small, (3, 64, 64)),
 }
 
 _ZOO = {name: (builder, size, task)

@@ -6,3 +6,4 @@ from .transform import *    # noqa: F401,F403
 from .yolo import *         # noqa: F401,F403
 from .ssd import *          # noqa: F401,F403
 from .sliding_window import *   # noqa: F401,F403
+from .rcnn import *          # noqa: F401,F403
