@@ -139,6 +139,9 @@ def main(argv=None):
                              "default 800; smaller is faster and coarser)")
     parser.add_argument("--max-size", type=int, default=1333,
                         help="... and its long side to at most this (default 1333)")
+    parser.add_argument("--max-detections", type=int, default=100,
+                        help="keep at most this many detections (torchvision's "
+                             "box_detections_per_img, default 100)")
     args = parser.parse_args(argv)
 
     state = None
@@ -154,7 +157,8 @@ def main(argv=None):
               f"({RELEASED_URL}); pass it with --checkpoint.")
     minicnn.manual_seed(0)
     model = maskrcnn_resnet50_fpn(weights=state, weights_backbone=None,
-                                  min_size=args.min_size, max_size=args.max_size).eval()
+                                  min_size=args.min_size, max_size=args.max_size,
+                                  box_detections_per_img=args.max_detections).eval()
 
     image = read_image(args.image) if args.image else generated_image()
     print(f"image: {args.image or 'generated'}, {image.shape[1]}x{image.shape[2]} pixels")
