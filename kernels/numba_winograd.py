@@ -14,28 +14,24 @@ memory (measured: the reference's strided gathers cost more than its GEMMs):
   tiles tw with unit stride, which LLVM vectorises. The zero entries of Bᵀ and Aᵀ are
   skipped.
 * The output transform writes each output row once, with the bias added there.
-* The channels are split between threads (one per core); each runs a compiled loop
-  with the GIL released. Plain Python threads, not numba's ``parallel=True``: see
-  ``kernels/numba_conv.py`` for why OpenMP workers beside BLAS were dropped.
+* The channels are split between threads (one per core, ``kernels/_threads.py``); each
+  runs a compiled loop with the GIL released.
 
 Arrays: V (α, α, C, N, tH, tW) and M (α, α, O, N, tH, tW), as in the reference.
 """
 from __future__ import annotations
 
-import concurrent.futures
-import os
-import threading
-
 import numpy as np
 
+from kernels import _threads
 from kernels._jit import jit
 from kernels.im2col import conv_output_size
 from kernels.winograd import MATRICES, choose_tile, transform_weight
 
 __all__ = ["conv2d_forward", "conv2d_input_grad", "THREADS"]
 
-#: threads the transforms run on (the cores numba and BLAS share); 1 runs them inline
-THREADS = os.cpu_count() or 1
+#: threads the transforms run on (None: every core, kernels/_threads.py); 1: inline
+THREADS = None
 
 
 # ------------------------------------------------------------------ compiled loops
@@ -158,33 +154,10 @@ def _correlate(x, U, b, PH, PW, OH, OW, m):
     tH, tW = -(-OH // m), -(-OW // m)
     P = N * tH * tW
     V = np.empty((a, a, C, N, tH, tW), x.dtype)
-    _split(C, lambda c0, c1: _input_transform(x, BT, V, PH, PW, c0, c1))
+    _threads.split(C, lambda c0, c1: _input_transform(x, BT, V, PH, PW, c0, c1), THREADS)
     M = np.matmul(U.reshape(a * a, O, C), V.reshape(a * a, C, P))
     out = np.empty((N, O, OH, OW), x.dtype)
     bias = np.zeros(O, x.dtype) if b is None else np.ascontiguousarray(b)
     M = M.reshape(a, a, O, N, tH, tW)
-    _split(O, lambda o0, o1: _output_transform(M, AT, bias, out, o0, o1))
+    _threads.split(O, lambda o0, o1: _output_transform(M, AT, bias, out, o0, o1), THREADS)
     return out
-
-
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _split(count, work):
-    """Run ``work(lo, hi)`` over 0..count-1 cut into THREADS contiguous chunks, one per
-    thread (the compiled loops release the GIL); inline when THREADS is 1."""
-    global _pool
-    parts = max(1, min(THREADS, count))
-    if parts == 1:
-        work(0, count)
-        return
-    with _pool_lock:
-        if _pool is None:
-            _pool = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
-                                                          thread_name_prefix="winograd")
-    bounds = [count * k // parts for k in range(parts + 1)]
-    futures = [_pool.submit(work, bounds[k], bounds[k + 1]) for k in range(1, parts)]
-    work(bounds[0], bounds[1])                      # the calling thread takes a chunk
-    for f in futures:
-        f.result()
