@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from .. import backend
+from . import _fused
 from .optimizer import Optimizer
 
 __all__ = ["Adam", "AdamW"]
@@ -23,13 +24,19 @@ class Adam(Optimizer):
     the effective step size never grows. ``decoupled_weight_decay=True`` is AdamW.
     State per parameter: ``step``, ``exp_avg`` (m), ``exp_avg_sq`` (v), and
     ``max_exp_avg_sq`` with amsgrad.
+
+    ``fused`` (as torch's): the same update as one compiled pass over memory per
+    parameter, equal bit for bit (``_fused.py``); None (default) uses it where it can
+    (NumPy float arrays on the CPU), False never, True always (an error where it can't).
+    The code below is the readable update it replaces.
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 amsgrad=False, *, maximize=False, decoupled_weight_decay=False):
+                 amsgrad=False, *, maximize=False, decoupled_weight_decay=False,
+                 fused=None):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, maximize=maximize,
-                        decoupled_weight_decay=decoupled_weight_decay)
+                        decoupled_weight_decay=decoupled_weight_decay, fused=fused)
         super().__init__(params, defaults)
 
     def _check_group(self, group):
@@ -51,15 +58,10 @@ class Adam(Optimizer):
             beta1, beta2 = (float(b) for b in group["betas"])
             eps = float(group["eps"])
             decay = float(group["weight_decay"])
-            for p, w, g in self._gradients(group):
+            fused, rest = self._split_fused(group)
+            for p, w, g in rest:
                 xp = backend.get_array_module(w)
-                state = self.state.setdefault(p, {})
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = xp.zeros_like(w)
-                    state["exp_avg_sq"] = xp.zeros_like(w)
-                    if group["amsgrad"]:
-                        state["max_exp_avg_sq"] = xp.zeros_like(w)
+                state = self._state(p, w, group)
                 state["step"] += 1
                 t = state["step"]
                 if decay != 0:
@@ -79,7 +81,29 @@ class Adam(Optimizer):
                 # √v̂ + ε with v̂ = v / (1 - β2ᵗ); then the step lr·m̂ / (√v̂ + ε)
                 denom = xp.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps
                 w -= (lr / (1 - beta1 ** t)) * m / denom
+            batch = []
+            for p, w, g in fused:                   # the same update, one pass each
+                state = self._state(p, w, group)
+                state["step"] += 1
+                batch.append((w, g, state["exp_avg"], state["exp_avg_sq"],
+                              state.get("max_exp_avg_sq") if group["amsgrad"] else None,
+                              state["step"]))
+            _fused.adam_step(batch, lr, beta1, beta2, eps, decay,
+                             group["decoupled_weight_decay"], group["amsgrad"],
+                             group.get("maximize", False))
         return loss
+
+    def _state(self, p, w, group):
+        """p's state, created at its first step: step 0, m = v (= v_max) = 0."""
+        state = self.state.setdefault(p, {})
+        if not state:
+            xp = backend.get_array_module(w)
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(w)
+            state["exp_avg_sq"] = xp.zeros_like(w)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = xp.zeros_like(w)
+        return state
 
 
 class AdamW(Adam):
@@ -89,6 +113,6 @@ class AdamW(Adam):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False):
+                 amsgrad=False, *, maximize=False, fused=None):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         decoupled_weight_decay=True)
+                         decoupled_weight_decay=True, fused=fused)

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Tensor, enable_grad
+from . import _fused
 
 __all__ = ["Optimizer"]
 
@@ -133,11 +134,12 @@ class Optimizer:
             return closure()
 
     @staticmethod
-    def _gradients(group):
+    def _gradients(group, params=None):
         """(parameter, weight array, gradient array) for each parameter that has a
-        gradient; with ``maximize`` the gradient is negated (ascent instead of descent)."""
+        gradient (of ``params`` when given, else of the group); with ``maximize`` the
+        gradient is negated (ascent instead of descent)."""
         maximize = group.get("maximize", False)
-        for p in group["params"]:
+        for p in group["params"] if params is None else params:
             if p.grad is None:
                 continue
             w = p.array
@@ -145,6 +147,26 @@ class Optimizer:
             if g.dtype != w.dtype:
                 g = g.astype(w.dtype)
             yield p, w, (-g if maximize else g)
+
+    def _split_fused(self, group):
+        """The group's parameters that have a gradient, split for ``step``: (fused, rest)
+        with ``fused`` the (parameter, weight array, raw gradient array) that the fused
+        one-pass loop takes (``_fused.py``; the group's ``fused`` option: None where it
+        can, True everywhere or an error, False nowhere), and ``rest`` the others as
+        :meth:`_gradients` gives them, for the readable update."""
+        mode = group.get("fused")
+        fused, rest = [], []
+        for i, p in enumerate(group["params"]):
+            if p.grad is None:
+                continue
+            w, g = p.array, p.grad.array
+            if mode is not False and _fused.usable(w, g):
+                fused.append((p, w, g))
+            elif mode:
+                _fused.check_fusable(type(self).__name__, i, w, g)
+            else:
+                rest.append(p)
+        return fused, list(self._gradients(group, rest))
 
     # ------------------------------------------------------------- state dict
     def state_dict(self):
