@@ -10,6 +10,13 @@ options. The names it accepts come from tables the library keeps: models from
 sets from :data:`DATASETS`, :data:`SEGMENTATION_DATASETS`, :data:`DETECTION_DATASETS` and
 :data:`GAN_DATASETS` below (the files of MNIST, Fashion-MNIST, CIFAR, VOC and Cityscapes
 are read from ``--data-dir``: nothing is downloaded).
+
+``mpiexec -n N minicnn train --distributed ...`` trains data-parallel on N processes
+(:mod:`minicnn.distributed`): ``--batch-size`` is the *global* batch, split evenly over
+the ranks (each rank's loader takes ``batch_size / N`` of every step's examples), so the
+learning rate and schedule of a one-process run carry over unchanged, and the ranks'
+batches of a step together are the one-process run's batch. Only rank 0 prints, writes
+the run folder and saves checkpoints; the checkpoint resumes on any number of ranks.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ import numpy as np
 
 from .. import backend, models, optim
 from ..autograd import Tensor, no_grad
+from .. import distributed as dist
 from ..data import (DataLoader, Subset, TensorDataset, datasets, detection_collate,
                     transforms as T)
 from ..train import (CONFIG, GAN, Classification, Detection, RunFolderError, Segmentation,
@@ -398,6 +406,12 @@ def build_parser(prog="minicnn train"):
     p.add_argument("--subset", type=int, help="train on this many images only (quick runs)")
     p.add_argument("--workers", type=int, default=1, help="data-loading threads, 0 for "
                    "none (default 1)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over the ranks of `mpiexec -n N minicnn "
+                   "train --distributed ...` (MPI via mpi4py: pip install 'minicnn[dist]'; "
+                   "classification and segmentation): --batch-size is then the global "
+                   "batch, split evenly over the ranks; rank 0 prints and writes the run "
+                   "folder")
     return p
 
 
@@ -409,14 +423,49 @@ def cli_main(argv=None, prog="minicnn train"):
         args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     except SystemExit as exc:            # --help, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else 2
+    joined = False
     try:
-        return _run(args, prog)
+        if args.distributed and not dist.is_initialized():
+            try:
+                dist.init_process_group()
+            except ImportError as exc:
+                raise _UsageError(f"--distributed: {exc}") from None
+            joined = True
+        code = _run(args, prog)
     except TrainingDiverged as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 1
+        print(f"{prog}: {_rank_prefix()}{exc}", file=sys.stderr)
+        code = 1
     except (_UsageError, RunFolderError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"{prog}: {_rank_prefix()}error: {exc}", file=sys.stderr)
+        code = 2
+    except dist.DistributedTimeoutError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        code = 1
+    except Exception:
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            import traceback
+            traceback.print_exc()        # this rank's failure, then end every rank
+            _abort_ranks(1)
+        raise
+    if code and code != 130:
+        # the other ranks may be waiting in a collective for this one: end them all
+        _abort_ranks(code)
+    if joined:
+        dist.destroy_process_group()
+    return code
+
+
+def _rank_prefix():
+    return f"rank {dist.get_rank()}: " if dist.get_world_size() > 1 else ""
+
+
+def _abort_ranks(code):
+    """With several ranks, end the whole MPI job (the others would wait for this rank's
+    next collective until their deadline)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        dist.get_communicator().abort(code)
 
 
 class _UsageError(Exception):
@@ -439,6 +488,7 @@ def _resolve_options(args):
             value = getattr(args, key)
             if value not in (None, False):
                 saved[key] = value
+        saved["distributed"] = args.distributed     # on as many ranks as now launched
         if args.epochs is not None and args.epochs != state["config"]["epochs"] and \
                 saved["scheduler"] in _TOTAL_DEPENDENT:
             raise _UsageError(f"--epochs {args.epochs} differs from the run's "
@@ -513,6 +563,12 @@ def _check_task(args):
     if args.dataset not in sets:
         raise _UsageError(f"--dataset {args.dataset} is not a {args.task} data set; for "
                           f"--task {args.task} choose from {', '.join(sets)}")
+    if getattr(args, "distributed", False) and args.task not in ("classification",
+                                                                "segmentation"):
+        raise _UsageError(f"--distributed trains classification and segmentation; --task "
+                          f"{args.task} is not supported yet (its "
+                          + ("two networks' steps" if args.task == "gan" else "mAP")
+                          + " are not spread over ranks): run it in one process")
     if args.task == "gan":
         if args.model not in models.gan.GANS:
             raise _UsageError(f"--model {args.model} is not a GAN; for --task gan choose "
@@ -585,19 +641,25 @@ _SETUP_ERRORS = (ValueError, RuntimeError, OSError, ImportError, pickle.Unpickli
 
 def _run(args, prog):
     started = time.perf_counter()
+    comm = dist.get_communicator() if args.distributed else None
+    main = comm is None or comm.rank == 0
     try:
         args, resumed = _resolve_options(args)
-        trainer, loaders, sizes = _set_up(args, resumed)
+        if comm is not None:
+            args.out = comm.broadcast_object(args.out)   # rank 0's folder (names a time)
+        trainer, loaders, sizes = _set_up(args, resumed, comm)
     except _SETUP_ERRORS as exc:
         raise _UsageError(str(exc)) from None
     if resumed and trainer.epoch >= args.epochs:
-        print(f"{args.resume}: the run already completed its {_count(args.epochs, 'epoch')}; "
-              "nothing left to do (to train longer, start a new run from its checkpoint's "
-              "weights, or resume with --epochs N where its schedule allows)")
+        if main:
+                print(f"{args.resume}: the run already completed its "
+                  f"{_count(args.epochs, 'epoch')}; nothing left to do (to train longer, start "
+                  "a new run from its checkpoint's weights, or resume with --epochs N where "
+                  "its schedule allows)")
         return 0
     train_set, test_set, size = sizes
     model, device = trainer.model, trainer.device
-    if not args.quiet:
+    if not args.quiet and main:
         parameters = sum(p.numel() for p in model.parameters())
         verb = f"resuming at epoch {trainer.epoch + 1} of" if resumed else "training"
         print(f"{verb} {args.model} ({parameters:,} parameters) for {args.task} on "
@@ -606,16 +668,22 @@ def _run(args, prog):
               + (f" / {len(test_set)} test" if test_set is not None else "")
               + f" images, {size}x{size}), "
               f"{_count(args.epochs, 'epoch')}, {args.optimizer} lr {args.lr:g}, "
-              f"{args.scheduler} schedule, device {device}\nrun folder: {args.out}",
-              flush=True)
+              f"{args.scheduler} schedule, device {device}"
+              + (f", {comm.size} ranks of {args.batch_size // comm.size} images per step"
+                 if comm is not None else "")
+              + f"\nrun folder: {args.out}", flush=True)
     try:
+        if not main:
+            trainer.fit(*loaders, epochs=args.epochs)
+            return 0
         with run_folder_lock(args.out):
             with open(os.path.join(args.out, CONFIG), "w", encoding="utf-8") as f:
                 json.dump(trainer.config, f, indent=2)
             trainer.fit(*loaders, epochs=args.epochs)
     except KeyboardInterrupt:
-        print(f"\ninterrupted after {_count(trainer.epoch, 'complete epoch')}; continue "
-              f"with:\n  {prog} --resume {args.out}", file=sys.stderr)
+        if main:
+            print(f"\ninterrupted after {_count(trainer.epoch, 'complete epoch')}; continue "
+                  f"with:\n  {prog} --resume {args.out}", file=sys.stderr)
         return 130
     if trainer.history and "train_loss_d" in trainer.history[-1]:
         result = trainer.history[-1]
@@ -645,7 +713,7 @@ def _run(args, prog):
     return 0
 
 
-def _set_up(args, resumed):
+def _set_up(args, resumed, comm=None):
     """Data, model, optimizer, schedule and Trainer for the options (restored from the
     checkpoint when resuming); every error here is one the user can fix."""
     backend.manual_seed(args.seed)
@@ -659,6 +727,10 @@ def _set_up(args, resumed):
         raise ValueError(f"--out {args.out!r} already holds a run; continue it with "
                          f"--resume {args.out}, replace it with --overwrite, or choose "
                          "another --out")
+    ranks = 1 if comm is None else comm.size
+    if args.batch_size % ranks:
+        raise ValueError(f"--batch-size {args.batch_size} is the global batch and must split "
+                         f"evenly over the {ranks} ranks; give a multiple of {ranks}")
     if args.task == "gan":
         return _set_up_gan(args, resumed, device)
 
@@ -685,10 +757,15 @@ def _set_up(args, resumed):
     model = build_model(args.model, num_classes, in_channels, size,
                         **_builder_options(args.set))
     collate = {"collate_fn": detection_collate} if args.task == "detection" else {}
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                              num_workers=args.workers, **collate)
-    test_loader = DataLoader(test_set, batch_size=256 if args.task == "classification"
-                             else 64, num_workers=args.workers, **collate)
+    test_batch = 256 if args.task == "classification" else 64
+    if comm is None:
+        train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                                  num_workers=args.workers, **collate)
+        test_loader = DataLoader(test_set, batch_size=test_batch, num_workers=args.workers,
+                                 **collate)
+    else:
+        train_loader, test_loader = _distributed_loaders(args, comm, train_set, test_set,
+                                                         test_batch, collate)
     model.to(device)
     example = task.to_device(next(iter(DataLoader(test_set, batch_size=2, seed=0,
                                                   **collate)))[0], device)
@@ -697,13 +774,33 @@ def _set_up(args, resumed):
     optimizer = _make_optimizer(args, model)
     scheduler, interval = _make_scheduler(args, optimizer, len(train_loader))
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "overwrite")}
+    if comm is not None:        # rank 0's weights on every rank; gradients averaged
+        model = dist.DistributedDataParallel(model, process_group=comm)
     trainer = Trainer(model, optimizer, scheduler=scheduler, scheduler_interval=interval,
                       device=device, out_dir=args.out, task=task,
                       progress=not args.quiet, log=not args.quiet, config=config,
                       overwrite=args.overwrite)
     if resumed:
         trainer.load_checkpoint(args.resume, train_loader, test_loader)
+        if comm is not None:
+            train_loader.sampler.seed = train_loader.seed     # the saved shuffle
     return trainer, (train_loader, test_loader), (train_set, test_set, size)
+
+
+def _distributed_loaders(args, comm, train_set, test_set, test_batch, collate):
+    """This rank's loaders: a :class:`DistributedSampler` over the training set, shuffled
+    from the seed a one-process loader would draw (so the ranks' batches of a step together
+    are that run's batch), ``batch_size / ranks`` examples per step; and every
+    ``ranks``-th test image from this rank's index (no padding: the summed metrics count
+    each image once)."""
+    seed = int(backend.get_rng(np).integers(0, 2 ** 63 - 1))   # what DataLoader draws
+    sampler = dist.DistributedSampler(train_set, comm.size, comm.rank, shuffle=True,
+                                      seed=seed)
+    train_loader = DataLoader(train_set, batch_size=args.batch_size // comm.size,
+                              sampler=sampler, num_workers=args.workers, seed=seed, **collate)
+    share = Subset(test_set, list(range(comm.rank, len(test_set), comm.size)))
+    test_loader = DataLoader(share, batch_size=test_batch, num_workers=args.workers, **collate)
+    return train_loader, test_loader
 
 
 def _set_up_gan(args, resumed, device):
