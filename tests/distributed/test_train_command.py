@@ -1,0 +1,95 @@
+"""``mpiexec -n 2 minicnn train --distributed``: the same run as one process (the global
+batch split over the ranks), rank 0 alone writing and printing, and resuming on another
+number of ranks."""
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn.cli.train import cli_main
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MPIEXEC = shutil.which("mpiexec")
+try:
+    import mpi4py  # noqa: F401
+    MISSING = None if MPIEXEC else "mpiexec is not on PATH"
+except ImportError:
+    MISSING = "mpi4py is not installed"
+pytestmark = pytest.mark.skipif(
+    MISSING is not None,
+    reason=f"{MISSING}: pip install 'minicnn[dist]' (mpi4py and MPICH's mpiexec)")
+
+# LeNet-5 on 256 digits, 4 steps of 64 a epoch, no augmentation (a rank's random crops
+# come from its own stream, so augmented runs differ from one process in the draws)
+COMMON = ["--subset", "256", "--batch-size", "64", "--workers", "0", "--no-augment",
+          "--quiet", "--scheduler", "none"]
+
+
+def mpiexec(n, *args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([MPIEXEC, "-n", str(n), sys.executable, "-m", "minicnn", "train",
+                           "--distributed", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def weights(folder):
+    return minicnn.load(str(folder / "checkpoint.npz"))["model"]
+
+
+def history(folder):
+    import json
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_run(a, b):
+    for key, value in weights(a).items():
+        np.testing.assert_allclose(np.asarray(weights(b)[key]), np.asarray(value), rtol=1e-5,
+                                   atol=1e-6, err_msg=key)
+    for x, y in zip(history(a), history(b), strict=True):
+        assert x["train_accuracy"] == y["train_accuracy"]
+        assert x["eval_accuracy"] == y["eval_accuracy"]
+        assert x["train_loss"] == pytest.approx(y["train_loss"], rel=1e-5)
+
+
+def test_two_ranks_train_as_one_process_and_only_rank_0_writes(tmp_path):
+    assert cli_main(COMMON + ["--epochs", "2", "--out", str(tmp_path / "one")]) == 0
+    result = mpiexec(2, *COMMON, "--epochs", "2", "--out", str(tmp_path / "two"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_same_run(tmp_path / "one", tmp_path / "two")
+    # one final line, from rank 0; the test set's 359 images are each counted once
+    assert result.stdout.count("test accuracy:") == 1 and "/359)" in result.stdout
+    assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))
+
+
+@pytest.mark.slow
+def test_a_run_resumes_on_another_number_of_ranks(tmp_path):
+    assert cli_main(COMMON + ["--epochs", "2", "--out", str(tmp_path / "whole")]) == 0
+    # two ranks, then one process
+    result = mpiexec(2, *COMMON, "--epochs", "1", "--out", str(tmp_path / "a"))
+    assert result.returncode == 0, result.stderr
+    assert cli_main(["--resume", str(tmp_path / "a"), "--epochs", "2"]) == 0
+    assert_same_run(tmp_path / "whole", tmp_path / "a")
+    # one process, then two ranks
+    assert cli_main(COMMON + ["--epochs", "1", "--out", str(tmp_path / "b")]) == 0
+    result = mpiexec(2, "--resume", str(tmp_path / "b"), "--epochs", "2")
+    assert result.returncode == 0, result.stderr
+    assert_same_run(tmp_path / "whole", tmp_path / "b")
+
+
+def test_a_global_batch_that_does_not_split_stops_every_rank(tmp_path):
+    result = mpiexec(2, "--subset", "64", "--batch-size", "33", "--epochs", "1", "--quiet",
+                     "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "--batch-size 33 is the global batch and must split evenly over the 2 ranks" \
+        in result.stderr
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_distributed_refuses_the_tasks_it_cannot_spread(capsys):
+    assert cli_main(["--distributed", "--task", "gan", "--epochs", "1"]) == 2
+    assert "--distributed trains classification and segmentation" in capsys.readouterr().err
