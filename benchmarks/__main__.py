@@ -58,6 +58,10 @@ def build_parser(prog):
     p.add_argument("--repeats", type=int, help="timed samples per side (the median is kept)")
     p.add_argument("--min-time", type=float,
                    help="seconds a sample lasts at least (several calls per sample if needed)")
+    p.add_argument("--ranks", metavar="N,M",
+                   help="instead of the suite: data-parallel training steps/s of LeNet-5 "
+                        "on N, M MPI ranks at global batch 64, compute vs allreduce time "
+                        "(benchmarks/scaling.py; more options: python -m benchmarks.scaling)")
     p.add_argument("--budget", type=float,
                    help="seconds of samples per side per workload: slow workloads take "
                         "fewer samples, never fewer than 3 (default: 60, quick: 10)")
@@ -189,6 +193,10 @@ def run_suite(workloads, args, log):
 
 def cli_main(argv=None, prog="python -m benchmarks"):
     args = build_parser(prog).parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.ranks:
+        from . import scaling
+        return scaling.main(["--ranks", args.ranks] + (["--json", args.json] if args.json
+                                                       else []), prog=prog)
     workloads = select(all_workloads(args.size), args.only)
     if args.list:
         print("\n".join(f"{w.kind:<10} {w.name}" for w in workloads))
