@@ -4,7 +4,7 @@ the place of the ops it imported by name).
 
 Each follows torchvision's code (``ops/boxes.py``, ``ops/poolers.py``,
 ``models/detection/_utils.py``, ``csrc/ops/cpu/roi_align_kernel.cpp``) in torch, written
-here from its semantics; ``roi_align`` is vectorised over each box's samples (the
+here from its semantics; ``roi_align`` samples each box as two small matrix products (the
 statement-by-statement twin in tests/ops/test_roi.py is too slow for hundreds of boxes)
 and checked against that one in tests/models/test_roi_heads.py.
 
@@ -152,16 +152,13 @@ def torch_ops(torch):
                            for p in range(OH) for i in range(gh)], dtype=T)
             xs = np.array([x1 + T(p) * bw + T(i + .5) * bw / T(gw)
                            for p in range(OW) for i in range(gw)], dtype=T)
-            (ylo, yhi, ly, hy, vy), (xlo, xhi, lx, hx, vx) = _axis(ys, H, T), _axis(xs, W, T)
+            # bilinear sampling is separable: out[c] = Wy @ plane[c] @ Wx^T / count, Wy[p, y]
+            # the summed weights of row y over the gh samples of output row p
+            wy, wx = _weights(ys, H, OH, gh, T), _weights(xs, W, OW, gw, T)
             plane = input[int(r[0])]
-            wts = [(ylo, xlo, hy[:, None] * hx[None]), (ylo, xhi, hy[:, None] * lx[None]),
-                   (yhi, xlo, ly[:, None] * hx[None]), (yhi, xhi, ly[:, None] * lx[None])]
-            valid = torch.from_numpy((vy[:, None] & vx[None]).astype(T))
-            val = 0
-            for yi, xi, w in wts:
-                val = val + plane[:, yi][:, :, xi] * (torch.from_numpy(w) * valid)
-            val = val.reshape(C, OH, max(gh, 1), OW, max(gw, 1)).sum((2, 4)) / count
-            out.append(val)
+            val = torch.einsum("py,cyx,qx->cpq", torch.from_numpy(wy), plane,
+                               torch.from_numpy(wx))
+            out.append(val / count)
         if not out:
             return input.new_zeros((0, C, OH, OW))
         return torch.stack(out)
@@ -206,9 +203,11 @@ def torch_ops(torch):
                 MultiScaleRoIAlign=MultiScaleRoIAlign)
 
 
-def _axis(coords, size, T):
-    """torchvision's bilinear_interpolate along one axis, for all sample coordinates:
-    low and high cell, the weights of each, and whether the point is inside [-1, size]."""
+def _weights(coords, size, out, grid, T):
+    """torchvision's bilinear_interpolate along one axis, for the ``out · grid`` sample
+    coordinates: the (out, size) matrix of each output cell's weight on each input cell
+    (a point outside [-1, size] weighs nothing; below 0 it reads 0; at or past the last
+    cell it reads the last one alone)."""
     valid = (coords >= -1.0) & (coords <= size)
     c = np.where(coords <= 0, T(0), coords).astype(T)
     low = c.astype(np.int64)
@@ -218,7 +217,11 @@ def _axis(coords, size, T):
     c = np.where(last, low.astype(T), c)
     lw = (c - low.astype(T)).astype(T)
     hw = (T(1) - lw).astype(T)
-    return low, high, lw, hw, valid
+    m = np.zeros((out, size), dtype=T)
+    rows = np.repeat(np.arange(out), max(grid, 1))[:len(coords)]
+    np.add.at(m, (rows, low), np.where(valid, hw, T(0)))
+    np.add.at(m, (rows, high), np.where(valid, lw, T(0)))
+    return m
 
 
 class FixedSampler:
