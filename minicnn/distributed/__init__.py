@@ -17,17 +17,50 @@ CuPy for GPUs).
 Started without ``mpiexec`` the same script runs as rank 0 of 1. ``minicnn train
 --distributed`` does all of this for its tasks (see ``minicnn/cli/train.py``).
 """
-from .comm import (Communicator, Work, LocalCommunicator, MPICommunicator, NCCLCommunicator,
-                   DistributedTimeoutError, default_timeout)
-from .process_group import (init_process_group, destroy_process_group, is_initialized,
-                            get_rank, get_world_size, barrier, get_communicator, all_reduce,
-                            broadcast, is_main_process, launched_world_size)
-from .sampler import DistributedSampler
+from .comm import (
+                   Communicator,
+                   DistributedTimeoutError,
+                   LocalCommunicator,
+                   MPICommunicator,
+                   NCCLCommunicator,
+                   Work,
+                   default_timeout,
+)
 from .parallel import DistributedDataParallel
+from .process_group import (
+                   all_reduce,
+                   barrier,
+                   broadcast,
+                   destroy_process_group,
+                   get_communicator,
+                   get_rank,
+                   get_world_size,
+                   init_process_group,
+                   is_initialized,
+                   is_main_process,
+                   launched_world_size,
+)
+from .sampler import DistributedSampler
 
-__all__ = ["init_process_group", "destroy_process_group", "is_initialized", "get_rank",
-           "get_world_size", "barrier", "get_communicator", "all_reduce", "broadcast",
-           "is_main_process", "launched_world_size", "DistributedSampler",
-           "DistributedDataParallel", "Communicator", "Work", "LocalCommunicator",
-           "MPICommunicator", "NCCLCommunicator", "DistributedTimeoutError",
-           "default_timeout"]
+__all__ = [
+                   "Communicator",
+                   "DistributedDataParallel",
+                   "DistributedSampler",
+                   "DistributedTimeoutError",
+                   "LocalCommunicator",
+                   "MPICommunicator",
+                   "NCCLCommunicator",
+                   "Work",
+                   "all_reduce",
+                   "barrier",
+                   "broadcast",
+                   "default_timeout",
+                   "destroy_process_group",
+                   "get_communicator",
+                   "get_rank",
+                   "get_world_size",
+                   "init_process_group",
+                   "is_initialized",
+                   "is_main_process",
+                   "launched_world_size",
+]

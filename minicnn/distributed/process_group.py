@@ -12,9 +12,19 @@ import os
 
 from .comm import LocalCommunicator, MPICommunicator, NCCLCommunicator
 
-__all__ = ["init_process_group", "destroy_process_group", "is_initialized", "get_rank",
-           "get_world_size", "barrier", "get_communicator", "all_reduce", "broadcast",
-           "is_main_process", "launched_world_size"]
+__all__ = [
+    "all_reduce",
+    "barrier",
+    "broadcast",
+    "destroy_process_group",
+    "get_communicator",
+    "get_rank",
+    "get_world_size",
+    "init_process_group",
+    "is_initialized",
+    "is_main_process",
+    "launched_world_size",
+]
 
 _group = None
 

@@ -41,9 +41,8 @@ class DistributedSampler:
 
     def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0,
                  drop_last=False):
-        if num_replicas is None or rank is None:
-            if not is_initialized():
-                raise RuntimeError("DistributedSampler: give num_replicas and rank, or call "
+        if (num_replicas is None or rank is None) and not is_initialized():
+            raise RuntimeError("DistributedSampler: give num_replicas and rank, or call "
                                    "minicnn.distributed.init_process_group() first")
         num_replicas = get_world_size() if num_replicas is None else num_replicas
         rank = get_rank() if rank is None else rank

@@ -24,7 +24,8 @@ def test_post_accumulate_hook_sees_the_accumulated_grad_as_torch():
     for name, lib in (("mc", mc), ("torch", torch)):
         w, b, loss = _graph(lib, w_value, x_value)
         seen = []
-        b.register_post_accumulate_grad_hook(lambda t: seen.append(np.array(t.grad.tolist())))
+        b.register_post_accumulate_grad_hook(
+            lambda t, seen=seen: seen.append(np.array(t.grad.tolist())))
         w.grad = lib.tensor([10.0, 10.0])       # an earlier backward's gradient
         loss.backward()
         results[name] = (seen, np.array(w.grad.tolist()))

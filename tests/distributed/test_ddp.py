@@ -4,12 +4,12 @@ import copy
 
 import numpy as np
 import pytest
+from thread_ranks import run_ranks as ranks
 
 import minicnn
 from minicnn import distributed as dist
 from minicnn import nn
 from minicnn.nn import functional as F
-from thread_ranks import run_ranks as ranks
 
 
 def _model(seed=0):

@@ -5,37 +5,26 @@ tolerance), for LeNet-5 and ResNet-20, and a rank that dies must make the other 
 a clear message within seconds. Skipped only where ``mpiexec`` or mpi4py is missing (CI
 installs both with the test extra).
 """
-import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import time
 
+import mpi_launch
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKER = str(pathlib.Path(__file__).with_name("ddp_worker.py"))
-MPIEXEC = shutil.which("mpiexec")
-
-try:
-    import mpi4py  # noqa: F401
-    MISSING = None if MPIEXEC else "mpiexec is not on PATH"
-except ImportError:
-    MISSING = "mpi4py is not installed"
-pytestmark = pytest.mark.skipif(
-    MISSING is not None,
-    reason=f"{MISSING}: pip install 'minicnn[dist]' (mpi4py and MPICH's mpiexec)")
+pytestmark = mpi_launch.requires_mpi
 
 
 def run(command, timeout=60):
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, env=mpi_launch.environment(), capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def mpiexec(n, *args, timeout=60):
-    return run([MPIEXEC, "-n", str(n), sys.executable, WORKER, *args], timeout)
+    return mpi_launch.mpiexec(n, WORKER, *args, timeout=timeout)
 
 
 @pytest.mark.parametrize("model, steps", [

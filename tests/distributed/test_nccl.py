@@ -6,16 +6,16 @@ import ctypes
 import threading
 import types
 
+import fake_cupy
 import numpy as np
 import pytest
+from thread_ranks import run_ranks
 
-import fake_cupy
 import minicnn
 from minicnn import distributed as dist
 from minicnn import nn
 from minicnn.distributed import comm as comm_module
 from minicnn.nn import functional as F
-from thread_ranks import run_ranks
 
 
 class FakeNccl:
@@ -104,7 +104,7 @@ def _fake_cupy_cuda():
             local.stream = _Stream()
         return local.stream
     used = []
-    device = lambda index: types.SimpleNamespace(use=lambda: used.append(index))  # noqa: E731
+    device = lambda index: types.SimpleNamespace(use=lambda: used.append(index))
     return types.SimpleNamespace(cuda=types.SimpleNamespace(
         get_current_stream=current, Event=_Event, Device=device)), used
 

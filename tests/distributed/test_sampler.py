@@ -1,13 +1,12 @@
 """DistributedSampler against torch.utils.data.DistributedSampler."""
-import numpy as np
 import pytest
 
+import minicnn
 from minicnn import distributed as dist
 from minicnn.data import DataLoader, TensorDataset
-import minicnn
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed")
-from torch.utils.data import DistributedSampler as TorchSampler  # noqa: E402
+from torch.utils.data import DistributedSampler as TorchSampler
 
 
 def _shards(cls, n, replicas, **kwargs):
@@ -40,7 +39,7 @@ def test_shuffled_shards_follow_torchs_rule_on_our_permutation(monkeypatch, n, r
             s.set_epoch(epoch)
         permutation = minicnn.data._random.derived_generator(7, epoch, 0).permutation(n)
         monkeypatch.setattr(torch, "randperm",
-                            lambda k, generator=None: torch.tensor(permutation))
+                            lambda k, generator=None, p=permutation: torch.tensor(p))
         theirs = [TorchSampler(range(n), replicas, r, seed=7, drop_last=drop_last)
                   for r in range(replicas)]
         assert [list(s) for s in ours] == [list(s) for s in theirs]

@@ -1,22 +1,15 @@
 """The bench's data-parallel row (benchmarks/scaling.py): it runs on 1 and 2 ranks and its
 figures add up (timings themselves belong to the bench, not to a test)."""
 import json
-import shutil
 
+import mpi_launch
 import pytest
 
-try:
-    import mpi4py  # noqa: F401
-    MISSING = None if shutil.which("mpiexec") else "mpiexec is not on PATH"
-except ImportError:
-    MISSING = "mpi4py is not installed"
 
-
-@pytest.mark.skipif(MISSING is not None,
-                    reason=f"{MISSING}: pip install 'minicnn[dist]' (mpi4py and MPICH)")
+@mpi_launch.requires_mpi
 def test_minicnn_bench_ranks_prints_the_scaling_table(tmp_path, capsys):
-    from benchmarks.__main__ import cli_main
     from benchmarks import scaling
+    from benchmarks.__main__ import cli_main
     out = tmp_path / "rows.json"
     assert scaling.main(["--ranks", "1,2", "--steps", "2", "--warmup", "0",
                          "--global-batch", "8", "--json", str(out)]) == 0

@@ -2,27 +2,15 @@
 batch split over the ranks), rank 0 alone writing and printing, and resuming on another
 number of ranks."""
 import os
-import pathlib
-import shutil
-import subprocess
-import sys
 
+import mpi_launch
 import numpy as np
 import pytest
 
 import minicnn
 from minicnn.cli.train import cli_main
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-MPIEXEC = shutil.which("mpiexec")
-try:
-    import mpi4py  # noqa: F401
-    MISSING = None if MPIEXEC else "mpiexec is not on PATH"
-except ImportError:
-    MISSING = "mpi4py is not installed"
-pytestmark = pytest.mark.skipif(
-    MISSING is not None,
-    reason=f"{MISSING}: pip install 'minicnn[dist]' (mpi4py and MPICH's mpiexec)")
+pytestmark = mpi_launch.requires_mpi
 
 # LeNet-5 on 256 digits, 4 steps of 64 a epoch, no augmentation (a rank's random crops
 # come from its own stream, so augmented runs differ from one process in the draws)
@@ -31,10 +19,7 @@ COMMON = ["--subset", "256", "--batch-size", "64", "--workers", "0", "--no-augme
 
 
 def mpiexec(n, *args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([MPIEXEC, "-n", str(n), sys.executable, "-m", "minicnn", "train",
-                           "--distributed", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return mpi_launch.mpiexec(n, "-m", "minicnn", "train", "--distributed", *args)
 
 
 def weights(folder):
