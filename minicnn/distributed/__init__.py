@@ -17,50 +17,10 @@ CuPy for GPUs).
 Started without ``mpiexec`` the same script runs as rank 0 of 1. ``minicnn train
 --distributed`` does all of this for its tasks (see ``minicnn/cli/train.py``).
 """
-from .comm import (
-                   Communicator,
-                   DistributedTimeoutError,
-                   LocalCommunicator,
-                   MPICommunicator,
-                   NCCLCommunicator,
-                   Work,
-                   default_timeout,
-)
-from .parallel import DistributedDataParallel
-from .process_group import (
-                   all_reduce,
-                   barrier,
-                   broadcast,
-                   destroy_process_group,
-                   get_communicator,
-                   get_rank,
-                   get_world_size,
-                   init_process_group,
-                   is_initialized,
-                   is_main_process,
-                   launched_world_size,
-)
-from .sampler import DistributedSampler
+from . import comm, parallel, process_group, sampler
+from .comm import *            # noqa: F403 -- the communicators and their errors
+from .parallel import *        # noqa: F403 -- DistributedDataParallel
+from .process_group import *   # noqa: F403 -- init_process_group, get_rank, ...
+from .sampler import *         # noqa: F403 -- DistributedSampler
 
-__all__ = [
-                   "Communicator",
-                   "DistributedDataParallel",
-                   "DistributedSampler",
-                   "DistributedTimeoutError",
-                   "LocalCommunicator",
-                   "MPICommunicator",
-                   "NCCLCommunicator",
-                   "Work",
-                   "all_reduce",
-                   "barrier",
-                   "broadcast",
-                   "default_timeout",
-                   "destroy_process_group",
-                   "get_communicator",
-                   "get_rank",
-                   "get_world_size",
-                   "init_process_group",
-                   "is_initialized",
-                   "is_main_process",
-                   "launched_world_size",
-]
+__all__ = process_group.__all__ + sampler.__all__ + parallel.__all__ + comm.__all__

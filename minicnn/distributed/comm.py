@@ -39,15 +39,8 @@ import numpy as np
 
 from .. import backend
 
-__all__ = [
-    "Communicator",
-    "DistributedTimeoutError",
-    "LocalCommunicator",
-    "MPICommunicator",
-    "NCCLCommunicator",
-    "Work",
-    "default_timeout",
-]
+__all__ = ["Communicator", "DistributedTimeoutError", "LocalCommunicator",
+           "MPICommunicator", "NCCLCommunicator", "Work", "default_timeout"]
 
 DEFAULT_TIMEOUT = 1800.0          # seconds, PyTorch's default for its CPU process groups
 

@@ -12,19 +12,9 @@ import os
 
 from .comm import LocalCommunicator, MPICommunicator, NCCLCommunicator
 
-__all__ = [
-    "all_reduce",
-    "barrier",
-    "broadcast",
-    "destroy_process_group",
-    "get_communicator",
-    "get_rank",
-    "get_world_size",
-    "init_process_group",
-    "is_initialized",
-    "is_main_process",
-    "launched_world_size",
-]
+__all__ = ["all_reduce", "barrier", "broadcast", "destroy_process_group",
+           "get_communicator", "get_rank", "get_world_size", "init_process_group",
+           "is_initialized", "is_main_process", "launched_world_size"]
 
 _group = None
 
