@@ -14,6 +14,17 @@ a NumPy generator with a fixed seed, so that minicnn and its twin draw the same 
 import math
 
 import numpy as np
+import pytest
+
+
+@pytest.fixture
+def torch1(torch):
+    """torch on one thread: a twin runs many small ops, which torch's thread pool slows
+    down badly on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)
 
 
 def torch_ops(torch):

@@ -18,7 +18,7 @@ from minicnn.models.detection import faster_rcnn, roi_heads
 from minicnn.ops.misc import FrozenBatchNorm2d
 
 from model_twin import cheap_init, count, torch_twin
-from rcnn_twin import FixedSampler, torch_ops
+from rcnn_twin import FixedSampler, torch1, torch_ops  # noqa: F401 (torch1: a fixture)
 
 
 # ------------------------------------------------------------- torchvision's layout
@@ -162,15 +162,6 @@ def test_builder_and_constructor_errors():
 
 
 # ---------------------------------------------------- the model against the twin heads
-
-@pytest.fixture
-def torch1(torch):
-    """torch on one thread: the twin runs many small ops, which torch's thread pool slows
-    down badly on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(threads)
 
 
 SMALL = dict(min_size=96, max_size=128, rpn_pre_nms_top_n_train=150,

@@ -14,7 +14,7 @@ from minicnn import ops
 from minicnn.models.detection import roi_heads
 
 from model_twin import torch_twin
-from rcnn_twin import FixedSampler, torch_ops
+from rcnn_twin import FixedSampler, torch1, torch_ops  # noqa: F401 (torch1: a fixture)
 
 C, NUM_CLASSES = 4, 5
 SHAPES = [(128, 128), (112, 128)]                  # image sizes inside the 128x128 batch
@@ -132,7 +132,8 @@ def on_side(wrap, feats, proposals, targets, grad=False):
 
 # ------------------------------------------------------------------------- tests
 
-def test_twin_roi_align_matches_minicnn(torch):
+def test_twin_roi_align_matches_minicnn(torch1):
+    torch = torch1
     """The twin's vectorised roi_align (boxes partly outside, adaptive and fixed sampling)
     against minicnn's, itself checked statement by statement in tests/ops/test_roi.py."""
     rng = np.random.default_rng(1)
@@ -148,7 +149,8 @@ def test_twin_roi_align_matches_minicnn(torch):
             np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
 
 
-def test_training_losses_and_gradients_match_the_twin(torch):
+def test_training_losses_and_gradients_match_the_twin(torch1):
+    torch = torch1
     tm, mm = pair(torch)
     feats, proposals, targets = inputs()
     tf, tp, tt = on_side(torch.from_numpy, feats, proposals, targets, grad=True)
@@ -178,7 +180,8 @@ def test_training_losses_and_gradients_match_the_twin(torch):
     assert len(mp[0]) == 40 and mt[0]["boxes"].shape == (3, 4)
 
 
-def test_select_training_samples_matches_the_twin(torch):
+def test_select_training_samples_matches_the_twin(torch1):
+    torch = torch1
     """Proposals (with the gt boxes appended), matches, labels (0 below IoU 0.5) and
     regression targets (weights 10, 10, 5, 5) of the drawn samples."""
     tm, mm = pair(torch, masks=False)
@@ -201,7 +204,8 @@ def test_select_training_samples_matches_the_twin(torch):
         assert (lab == 0).sum() == min(36, (every == 0).sum())
 
 
-def test_background_image_and_no_positives(torch):
+def test_background_image_and_no_positives(torch1):
+    torch = torch1
     """An image without gt boxes: every proposal background, loss_box_reg 0 and the mask
     loss a zero in the graph, as torchvision's."""
     tm, mm = pair(torch)
@@ -224,7 +228,8 @@ def test_background_image_and_no_positives(torch):
     assert mm.mask_predictor[2].weight.grad is not None
 
 
-def test_eval_detections_and_masks_match_the_twin(torch):
+def test_eval_detections_and_masks_match_the_twin(torch1):
+    torch = torch1
     tm, mm = pair(torch)
     feats, proposals, _ = inputs(seed=4, proposals_per_image=60)
     tf, tp, _ = on_side(torch.from_numpy, feats, proposals, [])
@@ -252,7 +257,8 @@ def test_eval_detections_and_masks_match_the_twin(torch):
     assert total > 20                             # enough detections to compare
 
 
-def test_detections_per_img_and_score_thresh(torch):
+def test_detections_per_img_and_score_thresh(torch1):
+    torch = torch1
     tm, mm = pair(torch, masks=False, detections_per_img=7, score_thresh=0.3)
     feats, proposals, _ = inputs(seed=5, proposals_per_image=60)
     mm.eval()
@@ -292,7 +298,8 @@ def test_paste_masks_in_image_by_hand():
     assert empty.shape == (0, 1, 5, 7)
 
 
-def test_paste_masks_matches_the_twin(torch):
+def test_paste_masks_matches_the_twin(torch1):
+    torch = torch1
     twin = twin_module(torch)
     rng = np.random.default_rng(6)
     masks = rng.uniform(0, 1, (6, 1, 28, 28))
@@ -314,7 +321,8 @@ def test_maskrcnn_inference_picks_each_label_channel():
     np.testing.assert_allclose(picked, want, rtol=1e-12)
 
 
-def test_errors_name_roi_heads(torch):
+def test_errors_name_roi_heads(torch1):
+    torch = torch1
     _, mm = pair(torch)
     feats, proposals, targets = inputs()
     mf, mp, mt = on_side(mc.tensor, feats, proposals, targets)
