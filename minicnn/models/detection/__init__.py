@@ -7,3 +7,6 @@ from .yolo import *         # noqa: F401,F403
 from .ssd import *          # noqa: F401,F403
 from .sliding_window import *   # noqa: F401,F403
 from .rcnn import *          # noqa: F401,F403
+from .roi_heads import *     # noqa: F401,F403
+from .faster_rcnn import *   # noqa: F401,F403
+from .mask_rcnn import *     # noqa: F401,F403
