@@ -23,6 +23,7 @@ from .segmentation import fcn32s, fcn16s, fcn8s, fcn_resnet50, unet    # noqa: F
 from . import detection                                                # noqa: F401
 from .detection import yolo_v1, yolo_v1_small, ssd300_vgg16, ssd_small  # noqa: F401
 from .detection import rcnn_small, fast_rcnn_small, faster_rcnn_small  # noqa: F401
+from .detection import fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn  # noqa: F401
 from . import gan                                                      # noqa: F401
 from .gan import dcgan_generator, dcgan_discriminator                  # noqa: F401
 
@@ -74,6 +75,9 @@ _DETECTORS = {
     "rcnn_small": (rcnn_small, (3, 64, 64)),
     "fast_rcnn_small": (fast_rcnn_small, (3, 64, 64)),
     "faster_rcnn_small": (faster_rcnn_small, (3, 64, 64)),
+    # torchvision's two-stage detectors: any image, resized to a shorter side of 800
+    "fasterrcnn_resnet50_fpn": (fasterrcnn_resnet50_fpn, (3, 800, 800)),
+    "maskrcnn_resnet50_fpn": (maskrcnn_resnet50_fpn, (3, 800, 800)),
 }
 
 _ZOO = {name: (builder, size, task)
