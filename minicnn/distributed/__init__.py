@@ -17,10 +17,12 @@ CuPy for GPUs).
 Started without ``mpiexec`` the same script runs as rank 0 of 1. ``minicnn train
 --distributed`` does all of this for its tasks (see ``minicnn/cli/train.py``).
 """
-from . import comm, parallel, process_group, sampler
+from . import comm, parallel, process_group, sampler, sync_batchnorm
 from .comm import *            # noqa: F403 -- the communicators and their errors
 from .parallel import *        # noqa: F403 -- DistributedDataParallel
 from .process_group import *   # noqa: F403 -- init_process_group, get_rank, ...
 from .sampler import *         # noqa: F403 -- DistributedSampler
+from .sync_batchnorm import *  # noqa: F403 -- SyncBatchNorm
 
-__all__ = process_group.__all__ + sampler.__all__ + parallel.__all__ + comm.__all__
+__all__ = (process_group.__all__ + sampler.__all__ + parallel.__all__ + sync_batchnorm.__all__
+           + comm.__all__)

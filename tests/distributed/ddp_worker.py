@@ -4,10 +4,8 @@
         trains MODEL for STEPS steps of SGD (momentum, weight decay) on fixed random data,
         each rank on its 1/N of every global batch (DistributedDataParallel over a
         DistributedSampler); rank 0 saves the final weights. Alone, with N = 1, it is the
-        one-process reference. Batch normalisation layers are held in eval mode (running
-        statistics as initialised): each rank's batch statistics would differ from the
-        global batch's, which DDP does not synchronise (PyTorch's neither, without
-        SyncBatchNorm).
+        one-process reference. Batch normalisation layers become SyncBatchNorm, so that
+        the ranks normalise with the global batch's statistics (alone: BatchNorm).
     python ddp_worker.py die SECONDS
         rank 1 leaves at once; rank 0 tries an allreduce with a SECONDS deadline and
         prints the error it gets.
@@ -19,7 +17,7 @@ import numpy as np
 
 import minicnn
 from minicnn import distributed as dist
-from minicnn import models, nn, optim
+from minicnn import models, optim
 from minicnn.data import DataLoader, TensorDataset
 from minicnn.nn import functional as F
 
@@ -38,10 +36,9 @@ def equivalence(model_name, steps, global_batch, out):
     if comm.rank == 1:      # another rank's initial weights: the broadcast must replace them
         for p in model.parameters():
             p.data = p.array * 0 + 0.5
+    # batch statistics over the global batch, as the one process computes them
+    model = dist.SyncBatchNorm.convert_sync_batchnorm(model)
     ddp = dist.DistributedDataParallel(model, bucket_cap_mb=0.05)
-    for m in model.modules():
-        if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-            m.eval()
     dataset = TensorDataset(minicnn.tensor(images), minicnn.tensor(labels))
     sampler = dist.DistributedSampler(dataset, shuffle=True, seed=5)
     loader = DataLoader(dataset, batch_size=global_batch // comm.size, sampler=sampler)

@@ -1,7 +1,8 @@
 """Real MPI: ``mpiexec -n 2`` against one process.
 
 Two ranks with 32 examples each must end with the weights of one process with 64 (float32
-tolerance), for LeNet-5 and ResNet-20, and a rank that dies must make the other stop with
+tolerance), for LeNet-5 and ResNet-20 (trained in training mode, its batch norm
+synchronised by SyncBatchNorm: running statistics compared too), and a rank that dies must make the other stop with
 a clear message within seconds. Skipped only where ``mpiexec`` or mpi4py is missing (CI
 installs both with the test extra).
 """
