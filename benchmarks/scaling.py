@@ -18,9 +18,12 @@ steps and reports:
   communication's full cost without overlap.
 
 So that N ranks get no more hardware than one process, each rank's thread pools (BLAS,
-OpenMP, numba) get ``cores / N`` threads. On a machine of C cores the ideal speed-up is
-then at most about C's worth of compute split N ways, and the allreduce is extra work for
-the same cores.
+OpenMP, numba) get ``cores / N`` threads (``--threads`` sets another number for every
+rank count). On a machine of C cores the ideal speed-up is then at most about C's worth
+of compute split N ways, and the allreduce is extra work for the same cores. NOTE: on a
+machine other jobs keep busy, thread pools that spin-wait lose badly to the oversubscribed
+cores (LeNet-5's step took 260 ms with 2 threads and 14 ms with 1 on the shared 2-core
+machine): compare rank counts at ``--threads 1`` there.
 """
 from __future__ import annotations
 
@@ -87,18 +90,18 @@ def worker(model_name, global_batch, steps, warmup, bucket_cap_mb):
     if comm.rank != 0:
         return None
     step_s = float(np.median(times))
+    compute_s = float(np.median(np.subtract(times, exposed)))
     return {"ranks": comm.size, "model": model_name, "global_batch": global_batch,
             "per_rank_batch": per_rank, "steps": steps, "parameters": n,
             "buckets": len(ddp._buckets), "threads_per_rank": os.environ.get("OMP_NUM_THREADS"),
             "steps_s": 1.0 / step_s, "examples_s": global_batch / step_s,
             "step_ms": 1e3 * step_s,
-            "compute_ms": 1e3 * (step_s - float(np.median(exposed))),
-            "exposed_ms": 1e3 * float(np.median(exposed)),
+            "compute_ms": 1e3 * compute_s, "exposed_ms": 1e3 * (step_s - compute_s),
             "allreduce_ms": 1e3 * float(np.median(alone))}
 
 
 def run(ranks, model="lenet5", global_batch=64, steps=20, warmup=3, bucket_cap_mb=25.0,
-        cores=None, log=print):
+        cores=None, threads=None, log=print):
     """One ``mpiexec -n N`` job per rank count; the rows of rank 0's figures."""
     mpiexec = shutil.which("mpiexec")
     if mpiexec is None:
@@ -108,8 +111,8 @@ def run(ranks, model="lenet5", global_batch=64, steps=20, warmup=3, bucket_cap_m
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rows = []
     for n in ranks:
-        threads = str(max(1, cores // n))
-        env = dict(os.environ, **{v: threads for v in _THREAD_VARIABLES})
+        per_rank = str(threads or max(1, cores // n))
+        env = dict(os.environ, **{v: per_rank for v in _THREAD_VARIABLES})
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         command = [mpiexec, "-n", str(n), sys.executable, "-m", "benchmarks.scaling",
                    "--worker", "--model", model, "--global-batch", str(global_batch),
@@ -134,12 +137,11 @@ def table(rows, cores=None):
     r0 = rows[0]
     lines = [f"data-parallel scaling: {r0['model']} ({r0['parameters']:,} parameters, "
              f"{r0['buckets']} gradient bucket(s)), global batch {r0['global_batch']}, "
-             f"{cores or os.cpu_count()} cores shared by the ranks (threads per rank = "
-             "cores / ranks)",
-             f"{'ranks':>5} {'per rank':>8} {'steps/s':>8} {'images/s':>9} {'step ms':>8} "
+             f"{cores or os.cpu_count()} cores shared by the ranks",
+             f"{'ranks':>5} {'threads':>7} {'per rank':>8} {'steps/s':>8} {'images/s':>9} {'step ms':>8} "
              f"{'compute':>8} {'exposed':>8} {'allreduce':>9} {'speed-up':>8}"]
     for r in rows:
-        lines.append(f"{r['ranks']:>5} {r['per_rank_batch']:>8} {r['steps_s']:>8.2f} "
+        lines.append(f"{r['ranks']:>5} {r['threads_per_rank']:>7} {r['per_rank_batch']:>8} {r['steps_s']:>8.2f} "
                      f"{r['examples_s']:>9.0f} {r['step_ms']:>8.1f} {r['compute_ms']:>8.1f} "
                      f"{r['exposed_ms']:>8.2f} {r['allreduce_ms']:>9.2f} {r['speedup']:>7.2f}x")
     lines.append("compute: forward + backward + step on the rank's share; exposed: the "
@@ -157,6 +159,7 @@ def build_parser(prog="python -m benchmarks.scaling"):
     p.add_argument("--steps", type=int, default=20, help="timed steps (the median is kept)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--bucket-cap-mb", type=float, default=25.0)
+    p.add_argument("--threads", type=int, help="threads per rank (default: cores / ranks)")
     p.add_argument("--json", metavar="PATH", help="write the rows to this JSON file")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return p
@@ -180,7 +183,8 @@ def main(argv=None, prog="python -m benchmarks.scaling"):
         return 2
     try:
         rows = run(ranks, args.model, args.global_batch, args.steps, args.warmup,
-                   args.bucket_cap_mb, log=lambda line: print(line, file=sys.stderr))
+                   args.bucket_cap_mb, threads=args.threads,
+                   log=lambda line: print(line, file=sys.stderr))
     except RuntimeError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1

@@ -125,13 +125,13 @@ class DistributedDataParallel(Module):
         self._stale = set()              # buckets started before a late gradient came
         self._next = 0                   # the next bucket to start (index order)
         self._finishing = False
-        self.timings = {"launch_s": 0.0, "wait_s": 0.0}
 
     def _grad_ready(self, param):
         if not self.require_backward_grad_sync:
             return
-        if not self._finishing:
+        if not self._finishing:          # the first gradient of this backward
             self._finishing = True
+            self.timings = {"launch_s": 0.0, "wait_s": 0.0}
             autograd.queue_callback(self._finish_reduction)
         b = self._bucket_of[id(param)]
         if id(param) in self._ready:     # a later use of the same parameter
@@ -169,9 +169,8 @@ class DistributedDataParallel(Module):
                 work.wait()
                 bucket.write_back()
         finally:
-            timings = self.timings
             self._reset_reduction()
-            self.timings = {**timings, "wait_s": time.perf_counter() - started}
+            self.timings["wait_s"] = time.perf_counter() - started
 
     def _sync_state(self, tensors):
         """Overwrite ``tensors`` with rank 0's, one broadcast per dtype and device."""
