@@ -303,3 +303,16 @@ def test_dry_run_runs_each_side_once_and_reports_failures(capsys, monkeypatch):
     assert "[2/3] torch broken: minicnn ok, torch FAILED (ValueError: bad shape)" in out
     assert "[3/3] not yet: skipped, minicnn has no minicnn.models.no_such_model yet" in out
     assert "dry run: 3 workload(s), 1 failure(s)" in out
+
+
+@pytest.mark.slow
+def test_the_detector_row_dry_runs(capsys):
+    """--quick --dry-run builds minicnn's fasterrcnn_resnet50_fpn and runs it once on the
+    480x640 image (shrunk to 240x320 by the transform); torchvision's side runs too, or is
+    said to be unavailable. Nothing is timed."""
+    assert cli_main(["--quick", "--only", "fasterrcnn", "--dry-run"],
+                    prog="minicnn bench") == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if DETECTOR in l)
+    assert "minicnn ok" in line
+    assert "torch ok" in line or "torch unavailable (torchvision is not importable" in line

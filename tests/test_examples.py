@@ -79,3 +79,71 @@ def test_transfer_learning_shows_what_the_pretraining_bought(tmp_path):
     assert sum(trained) > sum(untrained)
     claim = next(x for x in lines if x.startswith("what the pretraining bought: speed."))
     assert f"after {reached(trained)} epoch(s) with the pretrained stem" in claim
+
+
+def _released_layout(key):
+    """The key as torchvision's 2019 release files name it (before the version-2 RPN head
+    and mask head layouts)."""
+    if key.startswith("rpn.head.conv.0.0."):
+        return "rpn.head.conv." + key[len("rpn.head.conv.0.0."):]
+    prefix = "roi_heads.mask_head."
+    if key.startswith(prefix):
+        layer, rest = key[len(prefix):].split(".0.", 1)
+        return f"{prefix}mask_fcn{int(layer) + 1}.{rest}"
+    return key
+
+
+@pytest.mark.slow
+def test_maskrcnn_checkpoint_reads_a_torch_file_and_draws(tmp_path, torch):
+    """Random weights written by torch.save the way the released file is (legacy format,
+    the old key names): the example loads them -- its detections are those of the model
+    that wrote the file, not of its own random start -- and draws them on a small image."""
+    import numpy as np
+    from PIL import Image
+
+    import minicnn
+    from minicnn.models.detection import maskrcnn_resnet50_fpn
+
+    minicnn.manual_seed(1)
+    arrays = {_released_layout(k): v.numpy() for k, v in
+              maskrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict().items()}
+    assert "rpn.head.conv.weight" in arrays and "roi_heads.mask_head.mask_fcn4.bias" in arrays
+    state = {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}
+    torch.save(state, tmp_path / "weights.pth", _use_new_zipfile_serialization=False)
+    # the reference: those weights loaded from memory (old keys: eps 0 as for the release)
+    model = maskrcnn_resnet50_fpn(weights=arrays, min_size=96, max_size=128,
+                                  box_detections_per_img=8).eval()
+    pixels = np.random.default_rng(0).integers(0, 256, (72, 96, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "image.png")
+    with minicnn.no_grad():
+        image = minicnn.tensor(pixels.transpose(2, 0, 1).astype(np.float32) / 255)
+        expected = model([image])[0]["scores"].numpy()
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "maskrcnn_checkpoint.py"),
+                          "--checkpoint", "weights.pth", "--image", "image.png",
+                          "--out", "drawn.png", "--min-score", "0", "--min-size", "96",
+                          "--max-size", "128", "--max-detections", "8"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert f"read {len(state)} tensors from weights.pth" in run.stdout
+    assert f"{len(expected)} detections in" in run.stdout
+    printed = [float(line.split()[-6]) for line in run.stdout.splitlines()
+               if line.startswith("  ") and " box [" in line]
+    np.testing.assert_allclose(printed, np.round(expected[:10], 3), atol=1.5e-3)
+    assert f"drew {len(expected)} detection(s)" in run.stdout
+    with Image.open(tmp_path / "drawn.png") as drawn:
+        assert drawn.size == (96, 72)
+
+
+@pytest.mark.slow
+def test_maskrcnn_checkpoint_without_a_checkpoint_says_what_is_needed(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "maskrcnn_checkpoint.py"),
+                          "--min-size", "64", "--max-size", "96", "--max-detections", "4",
+                          "--out", "random.png"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "random weights" in run.stdout and "detections in" in run.stdout
+    assert "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in run.stdout
+    assert (tmp_path / "random.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
