@@ -1,23 +1,21 @@
 """CPU fast path of Winograd convolution: the input and output transforms compiled with
 numba, run on every core; the α² matrix multiplies stay with BLAS.
 
-``kernels/winograd.py`` is the reference (and explains the algorithm); this module
-computes the same numbers with the same matrices on float32/float64 NumPy arrays
-(``kernels/dispatch.py`` decides). What differs is only how the transforms move through
-memory (measured: the reference's strided gathers cost more than its GEMMs):
+``kernels/winograd.py`` is the reference (and explains the algorithm and the layout);
+this module computes the same numbers with the same matrices on float32/float64 NumPy
+arrays (``kernels/dispatch.py`` decides), in the same channels-last layout. What differs
+is how the transforms move through memory: the reference gathers every tile's rows and
+columns into copies and multiplies them by Bᵀ as GEMMs (several passes over arrays
+2-4x the input); here each tile is transformed while its α x α input planes are in
+cache, the zero entries of Bᵀ and Aᵀ skipped, and the output written straight into
+(N, O, OH, OW) with the bias added (no channels-last copy of it).
 
-* Padding is handled by index bounds while a row is copied into a scratch row: no
-  padded copy of the input.
-* Each padded input row is stored *deinterleaved* by m (``row[p % m, p // m]`` holds
-  column p), so that column s of tile tw, at p = tw·m + s, sits at ``[s % m, tw + s // m]``:
-  for a fixed s the tiles are consecutive, and every inner loop below runs over the
-  tiles tw with unit stride, which LLVM vectorises. The zero entries of Bᵀ and Aᵀ are
-  skipped.
-* The output transform writes each output row once, with the bias added there.
-* The channels are split between threads (one per core, ``kernels/_threads.py``); each
-  runs a compiled loop with the GIL released.
+Every loop innermost runs over a block of the flattened (image, channel) axis, where
+the numbers are contiguous: LLVM vectorises it (indices unsigned, as in
+``kernels/numba_conv.py``). Threads (``kernels/_threads.py``, one per core) take
+contiguous ranges of that axis.
 
-Arrays: V (α, α, C, N, tH, tW) and M (α, α, O, N, tH, tW), as in the reference.
+Arrays: xb (rows, cols, N·C), V (α, α, tH, tW, N·C), M (α, α, tH, tW, N·O).
 """
 from __future__ import annotations
 
@@ -32,98 +30,137 @@ __all__ = ["conv2d_forward", "conv2d_input_grad", "THREADS"]
 
 #: threads the transforms run on (None: every core, kernels/_threads.py); 1: inline
 THREADS = None
+# the (image, channel) numbers one pass of the inner loops covers: the scratch tile
+# (α² x BLOCK) stays in the first-level caches
+BLOCK = 512
+OUT_BLOCK = 128         # the output transform's: its scratch row band is m·tW·m x this
 
 
 # ------------------------------------------------------------------ compiled loops
 
+@jit(cache=True, nogil=True, inline="always")
+def _u(i):
+    return np.uintp(i)
+
+
 @jit(cache=True, nogil=True)
-def _input_transform(x, BT, V, PH, PW, c0, c1):
-    """V[i, j, c, n, th, tw] = (Bᵀ d B)[i, j] for the tiles d of channels c0..c1-1 of
-    x (N, C, H, W), zero-padded by PH/PW (a negative pad crops)."""
-    N, H, W = x.shape[0], x.shape[2], x.shape[3]
-    a, tH, tW = V.shape[0], V.shape[4], V.shape[5]
+def _input_transform(xb, BT, V, lo, hi):
+    """V[i, j, th, tw, k] = (Bᵀ d B)[i, j], d the tile (th, tw) of xb[:, :, k], for the
+    flattened (image, channel) k in lo..hi-1."""
+    Wb, L = xb.shape[1], xb.shape[2]
+    a, tH, tW = V.shape[0], V.shape[2], V.shape[3]
     m = a - 2
-    Hb = tH * m + 2
-    q = tW + 1                                      # deinterleaved columns per phase
-    row = np.zeros((m, q), x.dtype)                 # one padded row, deinterleaved
-    R = np.empty((Hb, a, tW), x.dtype)              # (d B) of every padded row
-    for c in range(c0, c1):
-        for n in range(N):
-            for r in range(Hb):
-                i = r - PH
-                if i < 0 or i >= H:
-                    R[r, :, :] = 0
-                    continue
-                row[:, :] = 0
-                for col in range(max(0, -PW), min(W, tW * m + 2 - PW)):
-                    p = col + PW
-                    row[p % m, p // m] = x[n, c, i, col]
-                # (d B)[r, j] for every tile: Σ_s Bᵀ[j, s]·d[r, tw·m + s]
-                for j in range(a):
-                    for t in range(tW):
-                        R[r, j, t] = 0
-                    for s in range(a):
-                        coef = BT[j, s]
-                        if coef != 0:
-                            ph, sh = s % m, s // m
-                            for t in range(tW):
-                                R[r, j, t] += coef * row[ph, t + sh]
-            # Bᵀ (d B): Σ_k Bᵀ[i, k]·R[th·m + k, j], straight into V
-            for th in range(tH):
+    xf, vf = xb.reshape(-1), V.reshape(-1)
+    T = np.empty(a * a * BLOCK, xb.dtype)           # (d B)[r, j] of one tile and block
+    for k0 in range(lo, hi, BLOCK):
+        n = min(BLOCK, hi - k0)
+        for th in range(tH):
+            for tw in range(tW):
+                # (d B)[r, j] = Σ_s d[r, s]·Bᵀ[j, s]
+                for r in range(a):
+                    for j in range(a):
+                        t0 = (r * a + j) * BLOCK
+                        for k in range(n):
+                            T[_u(t0 + k)] = 0
+                        for s in range(a):
+                            coef = BT[j, s]
+                            if coef != 0:
+                                x0 = ((th * m + r) * Wb + tw * m + s) * L + k0
+                                for k in range(n):
+                                    T[_u(t0 + k)] += coef * xf[_u(x0 + k)]
+                # (Bᵀ d B)[i, j] = Σ_r Bᵀ[i, r]·(d B)[r, j]
                 for i in range(a):
                     for j in range(a):
-                        out = V[i, j, c, n, th]
-                        for t in range(tW):
-                            out[t] = 0
-                        for k in range(a):
-                            coef = BT[i, k]
+                        v0 = (((i * a + j) * tH + th) * tW + tw) * L + k0
+                        for k in range(n):
+                            vf[_u(v0 + k)] = 0
+                        for r in range(a):
+                            coef = BT[i, r]
                             if coef != 0:
-                                src = R[th * m + k, j]
-                                for t in range(tW):
-                                    out[t] += coef * src[t]
+                                t0 = (r * a + j) * BLOCK
+                                for k in range(n):
+                                    vf[_u(v0 + k)] += coef * T[_u(t0 + k)]
 
 
 @jit(cache=True, nogil=True)
-def _output_transform(M, AT, bias, out, o0, o1):
-    """out[n, o, th·m + u, tw·m + v] = (Aᵀ M A)[u, v] + bias[o] for channels o0..o1-1
-    (positions past the output's edge are dropped)."""
-    a, tH, tW = M.shape[0], M.shape[4], M.shape[5]
-    N, OH, OW = out.shape[0], out.shape[2], out.shape[3]
+def _output_transform(M, AT, bias, out, lo, hi):
+    """out[k, th·m + u, tw·m + v] = (Aᵀ M A)[u, v] + bias[k % O] for every tile (th, tw)
+    of M and the flattened (image, channel) k in lo..hi-1 of out (N·O, OH, OW);
+    positions past the output's edge dropped.
+
+    A tile row at a time: its outputs go to a scratch row band S (m, tW·m, block) in
+    channels-last order, which the vector loops write; then the band is written out
+    plane by plane (the transpose back to (N, O, OH, OW) reads S from cache)."""
+    a, tH, tW, L = M.shape[0], M.shape[2], M.shape[3], M.shape[4]
+    OH, OW = out.shape[1], out.shape[2]
+    O = bias.shape[0]
     m = AT.shape[0]
-    Z = np.empty((m, a, tW), M.dtype)               # (Aᵀ M)[u, j] of one tile row
-    y = np.empty(tW, M.dtype)
-    for o in range(o0, o1):
-        shift = bias[o]
-        for n in range(N):
-            for th in range(tH):
+    B = OUT_BLOCK
+    mf, of = M.reshape(-1), out.reshape(-1)
+    Z = np.empty(m * a * B, M.dtype)                # (Aᵀ M)[u, j] of one tile and block
+    S = np.empty(m * tW * m * B, M.dtype)           # the tile row's outputs, [u, col, k]
+    for k0 in range(lo, hi, B):
+        n = min(B, hi - k0)
+        for th in range(tH):
+            for tw in range(tW):
                 for u in range(m):
                     for j in range(a):
-                        z = Z[u, j]
-                        for t in range(tW):
-                            z[t] = 0
+                        z0 = (u * a + j) * B
+                        for k in range(n):
+                            Z[_u(z0 + k)] = 0
                         for i in range(a):
                             coef = AT[u, i]
                             if coef != 0:
-                                src = M[i, j, o, n, th]
-                                for t in range(tW):
-                                    z[t] += coef * src[t]
+                                m0 = (((i * a + j) * tH + th) * tW + tw) * L + k0
+                                for k in range(n):
+                                    Z[_u(z0 + k)] += coef * mf[_u(m0 + k)]
                 for u in range(m):
-                    r = th * m + u
-                    if r >= OH:
-                        break
                     for v in range(m):
-                        for t in range(tW):
-                            y[t] = shift
+                        s0 = (u * tW * m + tw * m + v) * B
+                        for k in range(n):
+                            S[_u(s0 + k)] = 0
                         for j in range(a):
                             coef = AT[v, j]
                             if coef != 0:
-                                z = Z[u, j]
-                                for t in range(tW):
-                                    y[t] += coef * z[t]
-                        for t in range(tW):
-                            col = t * m + v
-                            if col < OW:
-                                out[n, o, r, col] = y[t]
+                                z0 = (u * a + j) * B
+                                for k in range(n):
+                                    S[_u(s0 + k)] += coef * Z[_u(z0 + k)]
+            for k in range(n):
+                shift = bias[(k0 + k) % O]
+                for u in range(m):
+                    row = th * m + u
+                    if row >= OH:
+                        break
+                    d = ((k0 + k) * OH + row) * OW
+                    s0 = u * tW * m * B + k
+                    for col in range(OW):
+                        of[_u(d + col)] = S[_u(s0 + col * B)] + shift
+
+
+# From (N, C, H, W) to channels-last: a transpose of an (N·C, H·W) matrix, done
+# GROUP planes at a time so that the reads stay sequential in each of GROUP planes and
+# the writes are GROUP contiguous numbers (NumPy's strided copy of the same transpose
+# measured 5-10x slower: each write jumped a whole plane ahead in the source).
+GROUP = 16
+
+
+@jit(cache=True, nogil=True)
+def _pack(x, xb, PH, PW, lo, hi):
+    """xb[i + PH, j + PW, k] = x[k, i, j] for the planes k in lo..hi-1 of x (N·C, H, W);
+    rows/columns that fall outside xb are dropped, xb's other entries left as they are."""
+    H, W = x.shape[1], x.shape[2]
+    Hb, Wb, L = xb.shape[0], xb.shape[1], xb.shape[2]
+    xf, bf = x.reshape(-1), xb.reshape(-1)
+    i0, i1 = max(0, -PH), min(H, Hb - PH)
+    j0, j1 = max(0, -PW), min(W, Wb - PW)
+    for k0 in range(lo, hi, GROUP):
+        n = min(GROUP, hi - k0)
+        for i in range(i0, i1):
+            for j in range(j0, j1):
+                d = ((i + PH) * Wb + j + PW) * L + k0
+                s = (k0 * H + i) * W + j
+                for k in range(n):
+                    bf[_u(d + k)] = xf[_u(s + k * H * W)]
 
 
 # --------------------------------------------------------------------- the ops
@@ -147,17 +184,21 @@ def conv2d_input_grad(g, w, x_shape, padding=(0, 0), m=None):
 
 
 def _correlate(x, U, b, PH, PW, OH, OW, m):
-    x = np.ascontiguousarray(x)
     N, C = x.shape[:2]
-    a, O = m + 2, U.shape[2]
+    a, O = m + 2, U.shape[3]
     AT, _, BT = (np.asarray(mat, dtype=x.dtype) for mat in MATRICES[m])
     tH, tW = -(-OH // m), -(-OW // m)
-    P = N * tH * tW
-    V = np.empty((a, a, C, N, tH, tW), x.dtype)
-    _threads.split(C, lambda c0, c1: _input_transform(x, BT, V, PH, PW, c0, c1), THREADS)
-    M = np.matmul(U.reshape(a * a, O, C), V.reshape(a * a, C, P))
-    out = np.empty((N, O, OH, OW), x.dtype)
+    P = tH * tW * N
+    x = np.ascontiguousarray(x)
+    xb = np.zeros((tH * m + 2, tW * m + 2, N * C), x.dtype)     # padded_channels_last
+    _threads.split(N * C, lambda lo, hi: _pack(x.reshape(N * C, x.shape[2], x.shape[3]),
+                                               xb, PH, PW, lo, hi), THREADS)
+    V = np.empty((a, a, tH, tW, N * C), x.dtype)
+    _threads.split(N * C, lambda lo, hi: _input_transform(xb, BT, V, lo, hi), THREADS)
+    M = np.matmul(V.reshape(a * a, P, C), U.reshape(a * a, C, O))
+    M = M.reshape(a, a, tH, tW, N * O)
     bias = np.zeros(O, x.dtype) if b is None else np.ascontiguousarray(b)
-    M = M.reshape(a, a, O, N, tH, tW)
-    _threads.split(O, lambda o0, o1: _output_transform(M, AT, bias, out, o0, o1), THREADS)
+    out = np.empty((N, O, OH, OW), x.dtype)
+    _threads.split(N * O, lambda lo, hi: _output_transform(
+        M, AT, bias, out.reshape(N * O, OH, OW), lo, hi), THREADS)
     return out

@@ -49,13 +49,21 @@ the output; they are computed on zero padding and cropped). Tile (th, tw) reads 
 input block starting at (th·m, tw·m), (m+2) x (m+2) wide: neighbouring tiles overlap by
 2 rows/columns. With α = m + 2, for every position (i, j) of the α x α transformed tile:
 
-    U[i, j] = (G w Gᵀ)[i, j]      (O, C)      the filter transform, per (o, c)
-    V[i, j] = (Bᵀ d B)[i, j]      (C, P)      the input transform, P = N·tH·tW tiles
-    M[i, j] = U[i, j] @ V[i, j]   (O, P)      α² independent matrix multiplies
-    Y = Aᵀ M A                                 the output transform, per (o, tile)
+    U[i, j] = (G w Gᵀ)[i, j]ᵀ     (C, O)      the filter transform, per (o, c)
+    V[i, j] = (Bᵀ d B)[i, j]      (P, C)      the input transform, P = tH·tW·N tiles
+    M[i, j] = V[i, j] @ U[i, j]   (P, O)      α² independent matrix multiplies
+    Y = Aᵀ M A                                 the output transform, per (tile, o)
 
 The channel sum rides inside the matrix multiplies, which is where the arithmetic is,
-so α² GEMMs of (O, C) @ (C, P) replace the (O, 9C) @ (9C, N·OH·OW) GEMM of im2col.
+so α² GEMMs of (P, C) @ (C, O) replace the (O, 9C) @ (9C, N·OH·OW) GEMM of im2col.
+
+Layout: pixels outermost, (image, channel) innermost. The input is first copied,
+zero-padded, to xb[row, col, n, c]; then every transform combines whole (N, C) planes
+(Bᵀ and Aᵀ act on tile positions, the same for every image and channel), so its
+inner loops run over N·C contiguous numbers, and V[i, j] comes out as the (P, C)
+matrix the GEMM reads. (Channels first, the inner loops ran over the few tiles of one
+row of one channel: on 8x8 maps two tiles, and the transforms cost more than the
+GEMMs.) One transposing copy at each end converts from and to (N, C, H, W).
 
 The input gradient of a 3x3 stride-1 convolution is itself one (see
 :func:`conv2d_input_grad`), so it goes through the same routine.
@@ -69,7 +77,8 @@ from __future__ import annotations
 from kernels.im2col import _array_module, conv_output_size
 
 __all__ = ["F2_AT", "F2_G", "F2_BT", "F4_AT", "F4_G", "F4_BT", "MATRICES", "unsupported",
-           "choose_tile", "conv2d_forward", "conv2d_input_grad", "transform_weight"]
+           "choose_tile", "conv2d_forward", "conv2d_input_grad", "transform_weight",
+           "padded_channels_last"]
 
 # ----------------------------------------------------------------- the matrices
 # Written as tuples (``xp.asarray(F4_BT, dtype)`` makes an array on any device). Rows of
@@ -174,48 +183,56 @@ def conv2d_input_grad(g, w, x_shape, padding=(0, 0), m=None):
 
 
 def transform_weight(w, m):
-    """U[i, j, o, c] = (G w[o, c] Gᵀ)[i, j]: the filter transform, (α, α, O, C) with
-    α = m + 2, in w's dtype (the matrices are rounded to it first, so that float32
-    stays float32)."""
+    """U[i, j, c, o] = (G w[o, c] Gᵀ)[i, j]: the filter transform, (α, α, C, O) with
+    α = m + 2 (each U[i, j] is the right factor of a GEMM), in w's dtype.
+
+    As one GEMM: (G w Gᵀ)[i, j] = Σ_{k, l} G[i, k]·G[j, l]·w[k, l], so with the filters
+    as the columns of a (9, C·O) matrix, U is (G ⊗ G) @ that, G ⊗ G the (α², 9)
+    Kronecker product (computed in float64, then rounded to w's dtype)."""
     xp = _array_module(w)
     O, C = w.shape[:2]
-    G = xp.asarray(MATRICES[m][1], dtype=w.dtype)
     a = m + 2
-    # two plain GEMMs over all O·C filters at once (a batched matmul of O·C tiny
-    # matrices would call BLAS O·C times)
-    wk = w.reshape(O * C, 3, 3).transpose(1, 0, 2).reshape(3, O * C * 3)   # [k, (p, l)]
-    Gw = xp.matmul(G, wk).reshape(a * O * C, 3)                  # (G w)[i, (p), l]
-    U = xp.matmul(Gw, G.T).reshape(a, O, C, a)                   # (G w Gᵀ)[i, o, c, j]
-    return xp.ascontiguousarray(U.transpose(0, 3, 1, 2))
+    G = xp.asarray(MATRICES[m][1], dtype=xp.float64)
+    GG = xp.kron(G, G).astype(w.dtype)                           # [(i, j), (k, l)]
+    w9 = xp.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(9, C * O)   # [(k, l), (c, o)]
+    return xp.matmul(GG, w9).reshape(a, a, C, O)
 
 
 # ----------------------------------------------------------------------- helpers
 
-def _correlate(x, U, PH, PW, OH, OW, m):
-    """The OH x OW correlation of x (N, C, H, W), zero-padded by PH/PW on each side
-    (a negative pad crops), with the filters whose transform is U (α, α, O, C)."""
+def padded_channels_last(x, PH, PW, m, OH, OW):
+    """xb[row, col, n, c] = x[n, c, row - PH, col - PW] (0 outside x): the input,
+    zero-padded (a negative pad crops) to the (tH·m + 2) x (tW·m + 2) that the tiles of
+    an OH x OW output read."""
     xp = _array_module(x)
     N, C, H, W = x.shape
-    O = U.shape[2]
-    AT, _, BT = (xp.asarray(a, dtype=x.dtype) for a in MATRICES[m])
-    a = m + 2
-    tH, tW = -(-OH // m), -(-OW // m)           # tiles per column / row (ceil)
-    P = N * tH * tW
-    # the padded input, channels first (C, N, ...) so that the input transform ends in
-    # the (C, P) order the GEMM wants; big enough for every tile (rows tH·m + 2)
+    tH, tW = -(-OH // m), -(-OW // m)
     Hb, Wb = tH * m + 2, tW * m + 2
-    xb = xp.zeros((C, N, Hb, Wb), dtype=x.dtype)
+    xb = xp.zeros((Hb, Wb, N, C), dtype=x.dtype)
     r0, r1 = max(0, PH), min(Hb, H + PH)        # buffer rows that hold input rows
     c0, c1 = max(0, PW), min(Wb, W + PW)
     if r1 > r0 and c1 > c0:
-        xb[:, :, r0:r1, c0:c1] = x[:, :, r0 - PH:r1 - PH, c0 - PW:c1 - PW].transpose(
-            1, 0, 2, 3)
-    V = _input_transform(xp, xb, BT, m, tH, tW)           # (α, α, C, P)
-    # α² GEMMs: (α², O, C) @ (α², C, P) -> (α², O, P)
-    M = xp.matmul(U.reshape(a * a, O, C), V.reshape(a * a, C, P))
-    Y = _output_transform(xp, M.reshape(a, a, O * P), AT)    # (m, m, O·P)
-    # Y[u, v, o, n, th, tw] is out[n, o, th·m + u, tw·m + v]
-    Y = Y.reshape(m, m, O, N, tH, tW).transpose(3, 2, 4, 0, 5, 1)
+        xb[r0:r1, c0:c1] = x[:, :, r0 - PH:r1 - PH, c0 - PW:c1 - PW].transpose(2, 3, 0, 1)
+    return xb
+
+
+def _correlate(x, U, PH, PW, OH, OW, m):
+    """The OH x OW correlation of x (N, C, H, W), zero-padded by PH/PW on each side
+    (a negative pad crops), with the filters whose transform is U (α, α, C, O)."""
+    xp = _array_module(x)
+    N, C = x.shape[:2]
+    O = U.shape[3]
+    AT, _, BT = (xp.asarray(mat, dtype=x.dtype) for mat in MATRICES[m])
+    a = m + 2
+    tH, tW = -(-OH // m), -(-OW // m)
+    P = tH * tW * N
+    xb = padded_channels_last(x, PH, PW, m, OH, OW)
+    V = _input_transform(xp, xb, BT, m, tH, tW)                 # (α, α, tH, tW, N, C)
+    # α² GEMMs: (α², P, C) @ (α², C, O) -> (α², P, O)
+    M = xp.matmul(V.reshape(a * a, P, C), U.reshape(a * a, C, O))
+    Y = _output_transform(xp, M.reshape(a, a, P * O), AT)       # (m, m, P·O)
+    # Y[u, v, th, tw, n, o] is out[n, o, th·m + u, tw·m + v]
+    Y = Y.reshape(m, m, tH, tW, N, O).transpose(4, 5, 2, 0, 3, 1)
     out = Y.reshape(N, O, tH * m, tW * m)
     if tH * m != OH or tW * m != OW:
         out = out[:, :, :OH, :OW]
@@ -223,25 +240,26 @@ def _correlate(x, U, PH, PW, OH, OW, m):
 
 
 def _input_transform(xp, xb, BT, m, tH, tW):
-    """V[i, j, c, (n, th, tw)] = (Bᵀ d B)[i, j] for every tile d of xb (C, N, Hb, Wb).
+    """V[i, j, th, tw] = (Bᵀ d B)[i, j] for every tile d of xb (rows, cols, N, C), each
+    entry an (N, C) plane.
 
-    Columns, then rows: gather column s of every tile (strided slices, one copy),
-    multiply by Bᵀ as one (α, α) @ (α, rest) GEMM, which gives d B; then the same along
-    rows gives Bᵀ (d B)."""
-    C, N, Hb, Wb = xb.shape
+    Columns, then rows: gather column s of every tile (strided slices of whole planes,
+    one copy), multiply by Bᵀ as one (α, α) @ (α, rest) GEMM, which gives d B; then the
+    same along rows gives Bᵀ (d B)."""
+    Hb, Wb, N, C = xb.shape
     a = m + 2
-    # cols[s, c, n, :, tw] = xb[c, n, :, tw·m + s]: column s of every tile column
-    cols = xp.empty((a, C, N, Hb, tW), dtype=xb.dtype)
+    # cols[s, :, tw] = xb[:, tw·m + s]: column s of every tile column
+    cols = xp.empty((a, Hb, tW, N, C), dtype=xb.dtype)
     for s in range(a):
-        cols[s] = xb[..., s:s + (tW - 1) * m + 1:m]
+        cols[s] = xb[:, s:s + (tW - 1) * m + 1:m]
     # (d B)[:, j] = Σ_s d[:, s]·B[s, j] = Σ_s Bᵀ[j, s]·cols[s]
-    T = xp.matmul(BT, cols.reshape(a, -1)).reshape(a, C, N, Hb, tW)
-    # rows[r, j, c, n, th, :] = T[j, c, n, th·m + r, :]: row r of every tile
-    rows = xp.empty((a, a, C, N, tH, tW), dtype=xb.dtype)
+    T = xp.matmul(BT, cols.reshape(a, -1)).reshape(a, Hb, tW, N, C)
+    # rows[r, j, th] = T[j, th·m + r]: row r of every tile
+    rows = xp.empty((a, a, tH, tW, N, C), dtype=xb.dtype)
     for r in range(a):
-        rows[r] = T[:, :, :, r:r + (tH - 1) * m + 1:m, :]
+        rows[r] = T[:, r:r + (tH - 1) * m + 1:m]
     # (Bᵀ d B)[i, j] = Σ_r Bᵀ[i, r]·(d B)[r, j]
-    return xp.matmul(BT, rows.reshape(a, -1)).reshape(a, a, C, N * tH * tW)
+    return xp.matmul(BT, rows.reshape(a, -1)).reshape(a, a, tH, tW, N, C)
 
 
 def _output_transform(xp, M, AT):
