@@ -10,6 +10,10 @@ columns into copies and multiplies them by Bᵀ as GEMMs (several passes over ar
 cache, the zero entries of Bᵀ and Aᵀ skipped, and the output written straight into
 (N, O, OH, OW) with the bias added (no channels-last copy of it).
 
+Measured (the input transform of F(4x4) alone, one thread, shared machine): 8.2 ms here
+against 23.3 ms for the reference's gathers and GEMMs and 32.4 ms for ``np.einsum``
+over a strided view of the tiles, at N32 C64 32x32; 0.75 / 1.3 / 6.7 ms at N32 C256 8x8.
+
 Every loop innermost runs over a block of the flattened (image, channel) axis, where
 the numbers are contiguous: LLVM vectorises it (indices unsigned, as in
 ``kernels/numba_conv.py``). Threads (``kernels/_threads.py``, one per core) take
