@@ -294,7 +294,7 @@ class Conv2d(Function):
                     cols = cuda_conv.im2col(x, 3, 3, **self._kernel_args())
                 else:
                     cols = im2col(x, 3, 3, **self._kernel_args())
-                cols = cols.reshape(N, -1, OH * OW)
+                cols = cols.reshape(N, self.x_shape[1] * 9, OH * OW)
                 # Σ_n g_n @ cols_nᵀ: (N, O, OH·OW) @ (N, OH·OW, C·9)
                 gw = (g.reshape(N, O, OH * OW) @ cols.swapaxes(-1, -2)).sum(axis=0)
                 gw = gw.reshape(self.w_shape)

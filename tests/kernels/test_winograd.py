@@ -305,3 +305,32 @@ def _step_arrays(x, w, b, device):
     y = F.conv2d(X, Wt, B, padding=1, conv_algorithm="winograd")
     (y * y).sum().backward()
     return y.array, X.grad.array, Wt.grad.array, B.grad.array
+
+
+@pytest.mark.parametrize("kernels", ["auto", "reference"])
+def test_empty_batch(kernels):
+    x = mc.tensor(np.zeros((0, 3, 5, 5)), requires_grad=True)
+    w = mc.tensor(np.ones((2, 3, 3, 3)), requires_grad=True)
+    b = mc.tensor(np.ones(2), requires_grad=True)
+    with dispatch.kernels(kernels):
+        y = F.conv2d(x, w, b, padding=1, conv_algorithm="winograd")
+        y.sum().backward()
+    assert y.shape == (0, 2, 5, 5) and x.grad.shape == (0, 3, 5, 5)
+    assert not w.grad.numpy().any() and not b.grad.numpy().any()
+
+
+def test_a_model_under_the_context_manager(monkeypatch, rng):
+    """nn layers call conv2d without naming an algorithm: the block decides; with
+    strict=False the strided and 1x1 layers keep im2col, the output is the same."""
+    from minicnn import nn
+    mc.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Conv2d(8, 4, 1),
+                          nn.Conv2d(4, 4, 3))
+    x = mc.tensor(rng.standard_normal((2, 3, 9, 9)))
+    want = model(x).numpy()
+    calls = _recording(monkeypatch)
+    with mc.conv_algorithm("winograd", strict=False):
+        got = model(x).numpy()
+    assert len(calls) == 2                      # the two 3x3 stride-1 layers
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
