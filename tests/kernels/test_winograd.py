@@ -327,6 +327,7 @@ def test_a_model_under_the_context_manager(monkeypatch, rng):
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
                           nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Conv2d(8, 4, 1),
                           nn.Conv2d(4, 4, 3))
+    model.double()
     x = mc.tensor(rng.standard_normal((2, 3, 9, 9)))
     want = model(x).numpy()
     calls = _recording(monkeypatch)
