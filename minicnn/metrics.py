@@ -837,3 +837,34 @@ def balanced_error_rate(pred, target, num_classes):
 
 
 __all__.append("balanced_error_rate")
+
+
+def mask_iou(masks1, masks2):
+    """Intersection over union of every pair of binary masks (instance segmentation's
+    IoU, as ``box_iou`` is for boxes)::
+
+        iou[n, m] = |A_n ∩ B_m| / |A_n ∪ B_m|     (pixels; 0 where both masks are empty)
+
+    Shape: masks1 (N, H, W), masks2 (M, H, W) of one size; bools, or numbers read as
+    "non-zero is in the mask" (threshold probability masks first, e.g. ``p >= 0.5``)
+    -> (N, M) float64.
+    """
+    op = "mask_iou"
+    a = _host(masks1, "masks1", op)
+    b = _host(masks2, "masks2", op)
+    for name, m in (("masks1", a), ("masks2", b)):
+        if m.ndim != 3:
+            raise ValueError(f"{op}: expected {name} of shape (K, H, W), got shape "
+                             f"{tuple(m.shape)}")
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"{op}: masks1 and masks2 must have one size (H, W), got "
+                         f"{tuple(a.shape[1:])} and {tuple(b.shape[1:])}")
+    pixels = a.shape[1] * a.shape[2]
+    a = (a != 0).reshape(a.shape[0], pixels).astype(np.float64)
+    b = (b != 0).reshape(b.shape[0], pixels).astype(np.float64)
+    inter = a @ b.T                                                    # (N, M) pixels
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+__all__.append("mask_iou")
