@@ -81,6 +81,15 @@ def test_transfer_learning_shows_what_the_pretraining_bought(tmp_path):
     assert f"after {reached(trained)} epoch(s) with the pretrained stem" in claim
 
 
+def _run_maskrcnn_example(folder, *args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "maskrcnn_checkpoint.py"),
+                          *args], cwd=folder, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr
+    return run
+
+
 def _released_layout(key):
     """The key as torchvision's 2019 release files name it (before the version-2 RPN head
     and mask head layouts)."""
@@ -119,13 +128,10 @@ def test_maskrcnn_checkpoint_reads_a_torch_file_and_draws(tmp_path, torch):
         image = minicnn.tensor(pixels.transpose(2, 0, 1).astype(np.float32) / 255)
         expected = model([image])[0]["scores"].numpy()
 
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / "maskrcnn_checkpoint.py"),
-                          "--checkpoint", "weights.pth", "--image", "image.png",
-                          "--out", "drawn.png", "--min-score", "0", "--min-size", "96",
-                          "--max-size", "128", "--max-detections", "8"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
+    run = _run_maskrcnn_example(tmp_path, "--checkpoint", "weights.pth", "--image",
+                                "image.png", "--out", "drawn.png", "--min-score", "0",
+                                "--min-size", "96", "--max-size", "128",
+                                "--max-detections", "8")
     assert f"read {len(state)} tensors from weights.pth" in run.stdout
     assert f"{len(expected)} detections in" in run.stdout
     printed = [float(line.split()[-6]) for line in run.stdout.splitlines()
@@ -138,12 +144,8 @@ def test_maskrcnn_checkpoint_reads_a_torch_file_and_draws(tmp_path, torch):
 
 @pytest.mark.slow
 def test_maskrcnn_checkpoint_without_a_checkpoint_says_what_is_needed(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / "maskrcnn_checkpoint.py"),
-                          "--min-size", "64", "--max-size", "96", "--max-detections", "4",
-                          "--out", "random.png"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
+    run = _run_maskrcnn_example(tmp_path, "--min-size", "64", "--max-size", "96",
+                                "--max-detections", "4", "--out", "random.png")
     assert "random weights" in run.stdout and "detections in" in run.stdout
     assert "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in run.stdout
     assert (tmp_path / "random.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
