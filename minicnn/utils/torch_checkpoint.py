@@ -24,9 +24,10 @@ anything is called.
 
 Older files (PyTorch < 1.6, or ``_use_new_zipfile_serialization=False``) are the *legacy*
 format: several pickles in a row, then the storages, always little-endian. torchvision's
-released detection weights (e.g. ``maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth``, 2019) are
-such files, so they are read too, by the same restricted unpickler. Only the tar format of
-PyTorch < 0.4 is refused (re-save it with a current ``torch.save``).
+released detection weights (e.g. ``maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth``) date from
+2019, before the zip format, so this format is read too, by the same restricted
+unpickler. Only the tar format of PyTorch < 0.4 is refused (re-save it with a current
+``torch.save``).
 
 Element types: float32/64 and float16 stay as they are; bfloat16, which NumPy lacks,
 becomes float32 (exactly: a bfloat16 is the top half of a float32) with a warning; the
