@@ -74,6 +74,7 @@ def test_conv2d_forward_and_backward_equal_reference(rng, monkeypatch, case, dty
                                                      needs):
     x_shape, w_shape, kw, tile = case
     monkeypatch.setattr(fast, "TILE_ELEMENTS", tile)
+    monkeypatch.setattr(fast, "MIN_TILE_COLUMNS", 1)       # tiles as small as TILE allows
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype) if bias else None
@@ -163,3 +164,13 @@ def test_reference_mode_runs_the_reference(rng):
 def test_bad_mode_is_refused():
     with pytest.raises(ValueError, match="set_kernels: mode must be one of auto, reference"):
         dispatch.set_kernels("cuda")
+
+
+def test_wide_layers_get_wide_tiles():
+    """A 3x3 conv of 256 channels on a 200x272 map (Mask R-CNN's FPN at 800x1088): the
+    tiles hold about MIN_TILE_COLUMNS output positions (whole rows), not the one row
+    that TILE_ELEMENTS alone would allow."""
+    tiles = fast._tiles(1, 200, 272, 256 * 9)
+    assert sum(t[3] for t in tiles) == 200
+    assert all(t[3] * 272 > fast.MIN_TILE_COLUMNS - 272 for t in tiles[:-1])   # whole rows
+    assert fast._tiles(8, 8, 8, 9) == [(0, 8, 0, 8)]            # one tile, as before
