@@ -17,13 +17,18 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture
-def torch1(torch):
-    """torch on one thread: a twin runs many small ops, which torch's thread pool slows
-    down badly on a busy machine."""
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Imported by a test module, runs each of its tests with torch on one thread: a twin
+    runs many small ops, which torch's thread pool slows down badly on a busy machine."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield torch
+    yield
     torch.set_num_threads(threads)
 
 

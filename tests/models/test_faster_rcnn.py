@@ -18,7 +18,7 @@ from minicnn.models.detection import faster_rcnn, roi_heads
 from minicnn.ops.misc import FrozenBatchNorm2d
 
 from model_twin import cheap_init, count, torch_twin
-from rcnn_twin import FixedSampler, torch1, torch_ops  # noqa: F401 (torch1: a fixture)
+from rcnn_twin import FixedSampler, one_torch_thread, torch_ops  # noqa: F401 (a fixture)
 
 
 # ------------------------------------------------------------- torchvision's layout
@@ -331,14 +331,12 @@ def check_eval(torch, model, th, masks):
 
 
 @pytest.mark.slow
-def test_training_losses_and_head_gradients_match_the_twin(torch1):
-    torch = torch1
+def test_training_losses_and_head_gradients_match_the_twin(torch):
     model = small_model(faster_rcnn.fasterrcnn_resnet50_fpn)
     check_training(torch, model, twin_heads(torch, model, faster_twins(torch)), masks=False)
 
 
 @pytest.mark.slow
-def test_eval_detections_match_the_twin(torch1):
-    torch = torch1
+def test_eval_detections_match_the_twin(torch):
     model = small_model(faster_rcnn.fasterrcnn_resnet50_fpn)
     check_eval(torch, model, twin_heads(torch, model, faster_twins(torch)), masks=False)

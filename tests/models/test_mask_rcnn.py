@@ -16,7 +16,7 @@ from minicnn.ops import misc
 from minicnn.ops.misc import FrozenBatchNorm2d
 
 from model_twin import cheap_init, count, ops_twin, torch_twin
-from rcnn_twin import torch1  # noqa: F401 (a fixture)
+from rcnn_twin import one_torch_thread  # noqa: F401 (a fixture)
 from test_faster_rcnn import (buffers_of, check_eval, check_training, faster_rcnn_layout,
                               faster_twins, small_model, twin_heads)
 
@@ -140,13 +140,13 @@ def mask_twins(torch):
 
 
 @pytest.mark.slow
-def test_training_losses_and_head_gradients_match_the_twin(torch1):
+def test_training_losses_and_head_gradients_match_the_twin(torch):
     model = small_model(mask_rcnn.maskrcnn_resnet50_fpn)
-    check_training(torch1, model, twin_heads(torch1, model, mask_twins(torch1)), masks=True)
+    check_training(torch, model, twin_heads(torch, model, mask_twins(torch)), masks=True)
 
 
 @pytest.mark.slow
-def test_eval_detections_and_pasted_masks_match_the_twin(torch1):
+def test_eval_detections_and_pasted_masks_match_the_twin(torch):
     # 15 detections per image: each costs the mask head 0.46 GMAC, here in float64
     model = small_model(mask_rcnn.maskrcnn_resnet50_fpn, box_detections_per_img=15)
-    check_eval(torch1, model, twin_heads(torch1, model, mask_twins(torch1)), masks=True)
+    check_eval(torch, model, twin_heads(torch, model, mask_twins(torch)), masks=True)

@@ -14,7 +14,7 @@ from minicnn import ops
 from minicnn.models.detection import roi_heads
 
 from model_twin import torch_twin
-from rcnn_twin import FixedSampler, torch1, torch_ops  # noqa: F401 (torch1: a fixture)
+from rcnn_twin import FixedSampler, one_torch_thread, torch_ops  # noqa: F401 (a fixture)
 
 C, NUM_CLASSES = 4, 5
 SHAPES = [(128, 128), (112, 128)]                  # image sizes inside the 128x128 batch
@@ -130,10 +130,26 @@ def on_side(wrap, feats, proposals, targets, grad=False):
     return f, p, t
 
 
+def train_both(torch, tm, mm, feats, proposals, targets):
+    """Both sides in training mode on the same inputs; the losses compared. Returns the
+    feature maps (with their gradients to come), the caller's inputs and the losses."""
+    tf, tp, tt = on_side(torch.from_numpy, feats, proposals, targets, grad=True)
+    mf, mp, mt = on_side(mc.tensor, feats, proposals, targets, grad=True)
+    tm.train()
+    mm.train()
+    t_result, t_losses = tm(tf, tp, SHAPES, tt)
+    m_result, m_losses = mm(mf, mp, SHAPES, mt)
+    assert t_result == [] and m_result == []
+    assert list(m_losses) == list(t_losses)
+    for k in t_losses:
+        np.testing.assert_allclose(m_losses[k].item(), t_losses[k].item(), rtol=1e-10,
+                                   err_msg=k)
+    return tf, mf, mp, mt, t_losses, m_losses
+
+
 # ------------------------------------------------------------------------- tests
 
-def test_twin_roi_align_matches_minicnn(torch1):
-    torch = torch1
+def test_twin_roi_align_matches_minicnn(torch):
     """The twin's vectorised roi_align (boxes partly outside, adaptive and fixed sampling)
     against minicnn's, itself checked statement by statement in tests/ops/test_roi.py."""
     rng = np.random.default_rng(1)
@@ -149,21 +165,10 @@ def test_twin_roi_align_matches_minicnn(torch1):
             np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
 
 
-def test_training_losses_and_gradients_match_the_twin(torch1):
-    torch = torch1
+def test_training_losses_and_gradients_match_the_twin(torch):
     tm, mm = pair(torch)
-    feats, proposals, targets = inputs()
-    tf, tp, tt = on_side(torch.from_numpy, feats, proposals, targets, grad=True)
-    mf, mp, mt = on_side(mc.tensor, feats, proposals, targets, grad=True)
-    tm.train()
-    mm.train()
-    t_result, t_losses = tm(tf, tp, SHAPES, tt)
-    m_result, m_losses = mm(mf, mp, SHAPES, mt)
-    assert t_result == [] and m_result == []
-    assert list(m_losses) == list(t_losses) == ["loss_classifier", "loss_box_reg", "loss_mask"]
-    for k in t_losses:
-        np.testing.assert_allclose(m_losses[k].item(), t_losses[k].item(), rtol=1e-10,
-                                   err_msg=k)
+    tf, mf, mp, mt, t_losses, m_losses = train_both(torch, tm, mm, *inputs())
+    assert list(m_losses) == ["loss_classifier", "loss_box_reg", "loss_mask"]
     assert t_losses["loss_box_reg"].item() > 0 and t_losses["loss_mask"].item() > 0
     weights = {"loss_classifier": 0.7, "loss_box_reg": 1.3, "loss_mask": 0.9}
     sum(w * t_losses[k] for k, w in weights.items()).backward()
@@ -180,8 +185,7 @@ def test_training_losses_and_gradients_match_the_twin(torch1):
     assert len(mp[0]) == 40 and mt[0]["boxes"].shape == (3, 4)
 
 
-def test_select_training_samples_matches_the_twin(torch1):
-    torch = torch1
+def test_select_training_samples_matches_the_twin(torch):
     """Proposals (with the gt boxes appended), matches, labels (0 below IoU 0.5) and
     regression targets (weights 10, 10, 5, 5) of the drawn samples."""
     tm, mm = pair(torch, masks=False)
@@ -204,8 +208,7 @@ def test_select_training_samples_matches_the_twin(torch1):
         assert (lab == 0).sum() == min(36, (every == 0).sum())
 
 
-def test_background_image_and_no_positives(torch1):
-    torch = torch1
+def test_background_image_and_no_positives(torch):
     """An image without gt boxes: every proposal background, loss_box_reg 0 and the mask
     loss a zero in the graph, as torchvision's."""
     tm, mm = pair(torch)
@@ -214,22 +217,13 @@ def test_background_image_and_no_positives(torch1):
         t["boxes"] = np.zeros((0, 4))
         t["labels"] = np.zeros((0,), np.int64)
         t["masks"] = np.zeros((0,) + t["masks"].shape[1:], np.uint8)
-    tf, tp, tt = on_side(torch.from_numpy, feats, proposals, targets, grad=True)
-    mf, mp, mt = on_side(mc.tensor, feats, proposals, targets, grad=True)
-    tm.train()
-    mm.train()
-    _, t_losses = tm(tf, tp, SHAPES, tt)
-    _, m_losses = mm(mf, mp, SHAPES, mt)
-    for k in t_losses:
-        np.testing.assert_allclose(m_losses[k].item(), t_losses[k].item(), rtol=1e-10,
-                                   err_msg=k)
+    _, _, _, _, t_losses, m_losses = train_both(torch, tm, mm, feats, proposals, targets)
     assert m_losses["loss_box_reg"].item() == 0 and m_losses["loss_mask"].item() == 0
     sum(m_losses.values()).backward()
     assert mm.mask_predictor[2].weight.grad is not None
 
 
-def test_eval_detections_and_masks_match_the_twin(torch1):
-    torch = torch1
+def test_eval_detections_and_masks_match_the_twin(torch):
     tm, mm = pair(torch)
     feats, proposals, _ = inputs(seed=4, proposals_per_image=60)
     tf, tp, _ = on_side(torch.from_numpy, feats, proposals, [])
@@ -257,8 +251,7 @@ def test_eval_detections_and_masks_match_the_twin(torch1):
     assert total > 20                             # enough detections to compare
 
 
-def test_detections_per_img_and_score_thresh(torch1):
-    torch = torch1
+def test_detections_per_img_and_score_thresh(torch):
     tm, mm = pair(torch, masks=False, detections_per_img=7, score_thresh=0.3)
     feats, proposals, _ = inputs(seed=5, proposals_per_image=60)
     mm.eval()
@@ -298,8 +291,7 @@ def test_paste_masks_in_image_by_hand():
     assert empty.shape == (0, 1, 5, 7)
 
 
-def test_paste_masks_matches_the_twin(torch1):
-    torch = torch1
+def test_paste_masks_matches_the_twin(torch):
     twin = twin_module(torch)
     rng = np.random.default_rng(6)
     masks = rng.uniform(0, 1, (6, 1, 28, 28))
@@ -321,8 +313,7 @@ def test_maskrcnn_inference_picks_each_label_channel():
     np.testing.assert_allclose(picked, want, rtol=1e-12)
 
 
-def test_errors_name_roi_heads(torch1):
-    torch = torch1
+def test_errors_name_roi_heads(torch):
     _, mm = pair(torch)
     feats, proposals, targets = inputs()
     mf, mp, mt = on_side(mc.tensor, feats, proposals, targets)

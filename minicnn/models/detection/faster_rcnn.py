@@ -119,9 +119,7 @@ class FasterRCNN(GeneralizedRCNN):
                  box_batch_size_per_image=512, box_positive_fraction=0.25,
                  bbox_reg_weights=None, **kwargs):
         name = type(self).__name__
-        if not hasattr(backbone, "out_channels"):
-            raise ValueError(f"{name}: backbone should have an attribute out_channels, the "
-                             f"number of channels of its feature maps (the same for all)")
+        out_channels = _out_channels(name, backbone)
         if not isinstance(rpn_anchor_generator, (AnchorGenerator, type(None))):
             raise TypeError(f"{name}: rpn_anchor_generator should be an AnchorGenerator or "
                             f"None, got {type(rpn_anchor_generator).__name__}")
@@ -135,7 +133,6 @@ class FasterRCNN(GeneralizedRCNN):
             raise ValueError(f"{name}: num_classes should not be None when box_predictor "
                              f"is not specified")
 
-        out_channels = backbone.out_channels
         if rpn_anchor_generator is None:
             anchor_sizes = ((32,), (64,), (128,), (256,), (512,))
             aspect_ratios = ((0.5, 1.0, 2.0),) * len(anchor_sizes)
@@ -257,6 +254,14 @@ def _rcnn_resnet50_fpn(name, model_class, weights, num_classes, weights_backbone
             # the released COCO_V1 weights were trained with eps 0 (torchvision's builder)
             overwrite_eps(model, 0.0)
     return model
+
+
+def _out_channels(name, backbone):
+    """The backbone's ``out_channels``; an error naming the model when it has none."""
+    if not hasattr(backbone, "out_channels"):
+        raise ValueError(f"{name}: backbone should have an attribute out_channels, the "
+                         f"number of channels of its feature maps (the same for all)")
+    return backbone.out_channels
 
 
 def overwrite_eps(model, eps):

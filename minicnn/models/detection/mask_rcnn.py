@@ -35,7 +35,7 @@ import collections
 import minicnn  # noqa: F401  (the three imports of a model file: the tests' torch twin)
 from minicnn import nn
 from minicnn.nn import functional as F  # noqa: F401
-from minicnn.models.detection.faster_rcnn import FasterRCNN, _rcnn_resnet50_fpn
+from minicnn.models.detection.faster_rcnn import FasterRCNN, _out_channels, _rcnn_resnet50_fpn
 from minicnn.ops import MultiScaleRoIAlign
 from minicnn.ops.misc import Conv2dNormActivation
 
@@ -61,10 +61,7 @@ class MaskRCNN(FasterRCNN):
         if num_classes is not None and mask_predictor is not None:
             raise ValueError(f"{name}: num_classes should be None when mask_predictor is "
                              f"specified")
-        if not hasattr(backbone, "out_channels"):
-            raise ValueError(f"{name}: backbone should have an attribute out_channels, the "
-                             f"number of channels of its feature maps (the same for all)")
-        out_channels = backbone.out_channels
+        out_channels = _out_channels(name, backbone)
         if mask_roi_pool is None:
             mask_roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"],
                                                output_size=14, sampling_ratio=2)
