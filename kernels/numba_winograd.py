@@ -19,7 +19,7 @@ the numbers are contiguous: LLVM vectorises it (indices unsigned, as in
 ``kernels/numba_conv.py``). Threads (``kernels/_threads.py``, one per core) take
 contiguous ranges of that axis.
 
-Arrays: xb (rows, cols, N·C), V (α, α, tH, tW, N·C), M (α, α, tH, tW, N·O).
+Arrays: xb (rows, cols, N·C), V (α, α, tH, tW, N·C), M and dM (α, α, tH, tW, N·O).
 """
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ import numpy as np
 from kernels import _threads
 from kernels._jit import jit
 from kernels.im2col import conv_output_size
-from kernels.winograd import MATRICES, choose_tile, transform_weight
+from kernels.winograd import MATRICES, _filter_adjoint, choose_tile, transform_weight
 
-__all__ = ["conv2d_forward", "conv2d_input_grad", "THREADS"]
+__all__ = ["conv2d_forward", "conv2d_input_grad", "conv2d_weight_grad", "THREADS"]
 
 #: threads the transforms run on (None: every core, kernels/_threads.py); 1: inline
 THREADS = None
@@ -48,42 +48,44 @@ def _u(i):
 
 
 @jit(cache=True, nogil=True)
-def _input_transform(xb, BT, V, lo, hi):
-    """V[i, j, th, tw, k] = (Bᵀ d B)[i, j], d the tile (th, tw) of xb[:, :, k], for the
-    flattened (image, channel) k in lo..hi-1."""
+def _tile_transform(xb, T, D, m, lo, hi):
+    """D[i, j, th, tw, k] = (T d Tᵀ)[i, j], d the e x e tile (th, tw) of xb[:, :, k]
+    (e = T.shape[1], tiles every m rows/columns), for the flattened (image, channel) k
+    in lo..hi-1: the input transform (T = Bᵀ), or the adjoint of the output transform
+    (T = A, on the output gradient)."""
     Wb, L = xb.shape[1], xb.shape[2]
-    a, tH, tW = V.shape[0], V.shape[2], V.shape[3]
-    m = a - 2
-    xf, vf = xb.reshape(-1), V.reshape(-1)
-    T = np.empty(a * a * BLOCK, xb.dtype)           # (d B)[r, j] of one tile and block
+    a, e = T.shape[0], T.shape[1]
+    tH, tW = D.shape[2], D.shape[3]
+    xf, df = xb.reshape(-1), D.reshape(-1)
+    S = np.empty(e * a * BLOCK, xb.dtype)           # (d Tᵀ)[r, j] of one tile and block
     for k0 in range(lo, hi, BLOCK):
         n = min(BLOCK, hi - k0)
         for th in range(tH):
             for tw in range(tW):
-                # (d B)[r, j] = Σ_s d[r, s]·Bᵀ[j, s]
-                for r in range(a):
+                # (d Tᵀ)[r, j] = Σ_s d[r, s]·T[j, s]
+                for r in range(e):
                     for j in range(a):
-                        t0 = (r * a + j) * BLOCK
+                        s0 = (r * a + j) * BLOCK
                         for k in range(n):
-                            T[_u(t0 + k)] = 0
-                        for s in range(a):
-                            coef = BT[j, s]
+                            S[_u(s0 + k)] = 0
+                        for s in range(e):
+                            coef = T[j, s]
                             if coef != 0:
                                 x0 = ((th * m + r) * Wb + tw * m + s) * L + k0
                                 for k in range(n):
-                                    T[_u(t0 + k)] += coef * xf[_u(x0 + k)]
-                # (Bᵀ d B)[i, j] = Σ_r Bᵀ[i, r]·(d B)[r, j]
+                                    S[_u(s0 + k)] += coef * xf[_u(x0 + k)]
+                # (T d Tᵀ)[i, j] = Σ_r T[i, r]·(d Tᵀ)[r, j]
                 for i in range(a):
                     for j in range(a):
-                        v0 = (((i * a + j) * tH + th) * tW + tw) * L + k0
+                        d0 = (((i * a + j) * tH + th) * tW + tw) * L + k0
                         for k in range(n):
-                            vf[_u(v0 + k)] = 0
-                        for r in range(a):
-                            coef = BT[i, r]
+                            df[_u(d0 + k)] = 0
+                        for r in range(e):
+                            coef = T[i, r]
                             if coef != 0:
-                                t0 = (r * a + j) * BLOCK
+                                s0 = (r * a + j) * BLOCK
                                 for k in range(n):
-                                    vf[_u(v0 + k)] += coef * T[_u(t0 + k)]
+                                    df[_u(d0 + k)] += coef * S[_u(s0 + k)]
 
 
 @jit(cache=True, nogil=True)
@@ -187,18 +189,43 @@ def conv2d_input_grad(g, w, x_shape, padding=(0, 0), m=None):
     return _correlate(g, transform_weight(w_adj, m), None, 2 - PH, 2 - PW, H, W, m)
 
 
+def conv2d_weight_grad(x, g, padding=(0, 0), m=None):
+    """:func:`kernels.winograd.conv2d_weight_grad`, same arguments and result."""
+    N, C = x.shape[:2]
+    O, OH, OW = g.shape[1:]
+    m = choose_tile(OH, OW) if m is None else m
+    a = m + 2
+    AT, _, BT = (np.asarray(mat, dtype=x.dtype) for mat in MATRICES[m])
+    tH, tW = -(-OH // m), -(-OW // m)
+    P = tH * tW * N
+    V = _transformed_tiles(x, BT, padding[0], padding[1], m, tH, tW)
+    dM = _transformed_tiles(g, np.ascontiguousarray(AT.T), 0, 0, m, tH, tW)
+    dU = np.matmul(V.reshape(a * a, P, C).transpose(0, 2, 1), dM.reshape(a * a, P, O))
+    return _filter_adjoint(dU, m)
+
+
+def _transformed_tiles(x, T, PH, PW, m, tH, tW):
+    """(T d Tᵀ) for every tile d of x (N, C, H, W), zero-padded by PH/PW: x copied to
+    channels-last, then transformed; (α, α, tH, tW, N·C)."""
+    N, C, H, W = x.shape
+    x = np.ascontiguousarray(x)
+    xb = np.zeros((tH * m + 2, tW * m + 2, N * C), x.dtype)     # padded_channels_last
+    D = np.empty((T.shape[0], T.shape[0], tH, tW, N * C), x.dtype)
+
+    def work(lo, hi):
+        _pack(x.reshape(N * C, H, W), xb, PH, PW, lo, hi)
+        _tile_transform(xb, T, D, m, lo, hi)
+    _threads.split(N * C, work, THREADS)
+    return D
+
+
 def _correlate(x, U, b, PH, PW, OH, OW, m):
     N, C = x.shape[:2]
     a, O = m + 2, U.shape[3]
     AT, _, BT = (np.asarray(mat, dtype=x.dtype) for mat in MATRICES[m])
     tH, tW = -(-OH // m), -(-OW // m)
     P = tH * tW * N
-    x = np.ascontiguousarray(x)
-    xb = np.zeros((tH * m + 2, tW * m + 2, N * C), x.dtype)     # padded_channels_last
-    _threads.split(N * C, lambda lo, hi: _pack(x.reshape(N * C, x.shape[2], x.shape[3]),
-                                               xb, PH, PW, lo, hi), THREADS)
-    V = np.empty((a, a, tH, tW, N * C), x.dtype)
-    _threads.split(N * C, lambda lo, hi: _input_transform(xb, BT, V, lo, hi), THREADS)
+    V = _transformed_tiles(x, BT, PH, PW, m, tH, tW)
     M = np.matmul(V.reshape(a * a, P, C), U.reshape(a * a, C, O))
     M = M.reshape(a, a, tH, tW, N * O)
     bias = np.zeros(O, x.dtype) if b is None else np.ascontiguousarray(b)

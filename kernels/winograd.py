@@ -66,7 +66,8 @@ row of one channel: on 8x8 maps two tiles, and the transforms cost more than the
 GEMMs.) One transposing copy at each end converts from and to (N, C, H, W).
 
 The input gradient of a 3x3 stride-1 convolution is itself one (see
-:func:`conv2d_input_grad`), so it goes through the same routine.
+:func:`conv2d_input_grad`), so it goes through the same routine; the weight gradient
+is the adjoint of the GEMMs and the filter transform (:func:`conv2d_weight_grad`).
 
 Only 3x3 kernels, stride 1, dilation 1, groups 1 (any padding, any batch and channels).
 This module is written against the NumPy/CuPy array API (the array module comes from
@@ -77,7 +78,8 @@ from __future__ import annotations
 from kernels.im2col import _array_module, conv_output_size
 
 __all__ = ["F2_AT", "F2_G", "F2_BT", "F4_AT", "F4_G", "F4_BT", "MATRICES", "unsupported",
-           "choose_tile", "conv2d_forward", "conv2d_input_grad", "transform_weight",
+           "choose_tile", "conv2d_forward", "conv2d_input_grad", "conv2d_weight_grad",
+           "transform_weight",
            "padded_channels_last"]
 
 # ----------------------------------------------------------------- the matrices
@@ -182,6 +184,36 @@ def conv2d_input_grad(g, w, x_shape, padding=(0, 0), m=None):
     return _correlate(g, transform_weight(w_adj, m), 2 - PH, 2 - PW, H, W, m)
 
 
+def conv2d_weight_grad(x, g, padding=(0, 0), m=None):
+    """dL/dw (O, C, 3, 3) of :func:`conv2d_forward` given its input x (N, C, H, W) and
+    g = dL/dy (N, O, OH, OW), through the same tiles: the exact adjoint of the forward
+    pass with respect to U, then of the filter transform.
+
+    Forward, per tile: M[i, j] = V[i, j] @ U[i, j] and y = Aᵀ M A. So with the output
+    gradient's m x m tile ĝ (zero past the output's edge)::
+
+        dL/dM[i, j] = (A ĝ Aᵀ)[i, j]                       (α x α, per (tile, o))
+        dL/dU[i, j] = Σ_tiles V[i, j]ᵀ @ dL/dM[i, j]        (C, O): α² GEMMs, the
+                                                           sum over tiles inside them
+        dL/dw[o, c] = Gᵀ dL/dU[:, :, c, o] G                (3 x 3)
+
+    α² GEMMs of (C, P) @ (P, O) in place of im2col's (O, N·OH·OW) @ (N·OH·OW, 9C).
+    """
+    xp = _array_module(x)
+    N, C = x.shape[:2]
+    O, OH, OW = g.shape[1:]
+    PH, PW = padding
+    m = choose_tile(OH, OW) if m is None else m
+    a = m + 2
+    AT, G, BT = (xp.asarray(mat, dtype=x.dtype) for mat in MATRICES[m])
+    tH, tW = -(-OH // m), -(-OW // m)
+    P = tH * tW * N
+    V = _tile_transform(xp, padded_channels_last(x, PH, PW, m, OH, OW), BT, m, tH, tW)
+    dM = _tile_transform(xp, padded_channels_last(g, 0, 0, m, OH, OW), AT.T, m, tH, tW)
+    dU = xp.matmul(V.reshape(a * a, P, C).swapaxes(1, 2), dM.reshape(a * a, P, O))
+    return _filter_adjoint(dU, m)
+
+
 def transform_weight(w, m):
     """U[i, j, c, o] = (G w[o, c] Gᵀ)[i, j]: the filter transform, (α, α, C, O) with
     α = m + 2 (each U[i, j] is the right factor of a GEMM), in w's dtype.
@@ -199,6 +231,18 @@ def transform_weight(w, m):
 
 
 # ----------------------------------------------------------------------- helpers
+
+def _filter_adjoint(dU, m):
+    """dL/dw (O, C, 3, 3) from dL/dU (α², C, O): the adjoint of transform_weight,
+    (G ⊗ G)ᵀ @ dU as a (9, C·O) result."""
+    xp = _array_module(dU)
+    aa, C, O = dU.shape
+    G = xp.asarray(MATRICES[m][1], dtype=xp.float64)
+    GG = xp.kron(G, G).astype(dU.dtype)                          # [(i, j), (k, l)]
+    dw9 = xp.matmul(GG.T, dU.reshape(aa, C * O))                 # [(k, l), (c, o)]
+    return xp.ascontiguousarray(dw9.reshape(3, 3, C, O).transpose(3, 2, 0, 1))
+
+
 
 def padded_channels_last(x, PH, PW, m, OH, OW):
     """xb[row, col, n, c] = x[n, c, row - PH, col - PW] (0 outside x): the input,
@@ -227,7 +271,7 @@ def _correlate(x, U, PH, PW, OH, OW, m):
     tH, tW = -(-OH // m), -(-OW // m)
     P = tH * tW * N
     xb = padded_channels_last(x, PH, PW, m, OH, OW)
-    V = _input_transform(xp, xb, BT, m, tH, tW)                 # (α, α, tH, tW, N, C)
+    V = _tile_transform(xp, xb, BT, m, tH, tW)                  # (α, α, tH, tW, N, C)
     # α² GEMMs: (α², P, C) @ (α², C, O) -> (α², P, O)
     M = xp.matmul(V.reshape(a * a, P, C), U.reshape(a * a, C, O))
     Y = _output_transform(xp, M.reshape(a, a, P * O), AT)       # (m, m, P·O)
@@ -239,27 +283,29 @@ def _correlate(x, U, PH, PW, OH, OW, m):
     return xp.ascontiguousarray(out)
 
 
-def _input_transform(xp, xb, BT, m, tH, tW):
-    """V[i, j, th, tw] = (Bᵀ d B)[i, j] for every tile d of xb (rows, cols, N, C), each
-    entry an (N, C) plane.
+def _tile_transform(xp, xb, T, m, tH, tW):
+    """D[i, j, th, tw] = (T d Tᵀ)[i, j] for every tile d of xb (rows, cols, N, C), each
+    entry an (N, C) plane; the tiles are e x e (e = T.shape[1]) and start every m
+    rows/columns. With T = Bᵀ (e = α) this is the input transform; with T = A (e = m,
+    on the output gradient's m x m tiles) the adjoint of the output transform.
 
     Columns, then rows: gather column s of every tile (strided slices of whole planes,
-    one copy), multiply by Bᵀ as one (α, α) @ (α, rest) GEMM, which gives d B; then the
-    same along rows gives Bᵀ (d B)."""
+    one copy), multiply by T as one (α, e) @ (e, rest) GEMM, which gives d Tᵀ; then the
+    same along rows gives T (d Tᵀ)."""
     Hb, Wb, N, C = xb.shape
-    a = m + 2
+    a, e = T.shape
     # cols[s, :, tw] = xb[:, tw·m + s]: column s of every tile column
-    cols = xp.empty((a, Hb, tW, N, C), dtype=xb.dtype)
-    for s in range(a):
+    cols = xp.empty((e, Hb, tW, N, C), dtype=xb.dtype)
+    for s in range(e):
         cols[s] = xb[:, s:s + (tW - 1) * m + 1:m]
-    # (d B)[:, j] = Σ_s d[:, s]·B[s, j] = Σ_s Bᵀ[j, s]·cols[s]
-    T = xp.matmul(BT, cols.reshape(a, -1)).reshape(a, Hb, tW, N, C)
-    # rows[r, j, th] = T[j, th·m + r]: row r of every tile
-    rows = xp.empty((a, a, tH, tW, N, C), dtype=xb.dtype)
-    for r in range(a):
-        rows[r] = T[:, r:r + (tH - 1) * m + 1:m]
-    # (Bᵀ d B)[i, j] = Σ_r Bᵀ[i, r]·(d B)[r, j]
-    return xp.matmul(BT, rows.reshape(a, -1)).reshape(a, a, tH, tW, N, C)
+    # (d Tᵀ)[:, j] = Σ_s d[:, s]·T[j, s]
+    dT = xp.matmul(T, cols.reshape(e, -1)).reshape(a, Hb, tW, N, C)
+    # rows[r, j, th] = (d Tᵀ)[th·m + r, j]: row r of every tile
+    rows = xp.empty((e, a, tH, tW, N, C), dtype=xb.dtype)
+    for r in range(e):
+        rows[r] = dT[:, r:r + (tH - 1) * m + 1:m]
+    # (T d Tᵀ)[i, j] = Σ_r T[i, r]·(d Tᵀ)[r, j]
+    return xp.matmul(T, rows.reshape(e, -1)).reshape(a, a, tH, tW, N, C)
 
 
 def _output_transform(xp, M, AT):

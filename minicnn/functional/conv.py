@@ -24,8 +24,8 @@ held in full: conv2d saves the input instead and rebuilds the columns in backwar
 
 Algorithms. A 3x3 stride-1 conv2d (dilation 1, groups 1) can also run by Winograd's
 F(2x2, 3x3) or F(4x4, 3x3) (``kernels/winograd.py``: fewer multiplications, slightly
-larger float32 rounding error), for its forward pass and its input gradient; the weight
-gradient stays im2col. Which one runs:
+larger float32 rounding error), for its forward pass and both gradients. Which one
+runs:
 
 * ``conv2d(..., conv_algorithm="winograd")`` for one call, or ``with
   minicnn.conv_algorithm("winograd"):`` (also ``set_conv_algorithm``) for a block;
@@ -259,47 +259,29 @@ class Conv2d(Function):
             gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb
 
-    # Winograd (3x3, stride 1, dilation 1, groups 1): forward and dL/dx by
-    # kernels/winograd.py (or its compiled twin), dL/dw and dL/db as im2col computes them
+    # Winograd (3x3, stride 1, dilation 1, groups 1): forward, dL/dx and dL/dw by
+    # kernels/winograd.py (or its compiled twin), each with its own tile size unless one
+    # was forced
     def _winograd_forward(self, x, w, b):
         m = self.algorithm[1]
-        self.x_saved = x if self.needs_input_grad[1] else None
-        self.w_saved = w if self.needs_input_grad[0] else None
+        self.x_saved = x if self.needs_input_grad[1] else None     # dL/dw needs x
+        self.w_saved = w if self.needs_input_grad[0] else None     # dL/dx needs w
         if self.fast:
             return numba_winograd.conv2d_forward(x, w, b, self.padding, m)
         return winograd.conv2d_forward(x, w, b, self.padding, m)
 
     def _winograd_backward(self, g):
         need_x, need_w, need_b = self.needs_input_grad
+        m = self.algorithm[1]
+        kernel = numba_winograd if self.fast else winograd
         gx = gw = gb = None
         if need_x:
-            # the input gradient is a 3x3 stride-1 convolution too; its tile size is
-            # chosen for its own output (the input's size) unless one was forced
-            m = self.algorithm[1]
-            if self.fast:
-                gx = numba_winograd.conv2d_input_grad(g, self.w_saved, self.x_shape,
-                                                      self.padding, m)
-            else:
-                gx = winograd.conv2d_input_grad(g, self.w_saved, self.x_shape,
-                                                self.padding, m)
-        if self.fast and (need_w or need_b):
-            _, gw, gb = numba_conv.conv2d_backward(
-                g, self.x_saved, None, self.x_shape, self.w_shape, self.stride,
-                self.padding, self.dilation, self.groups, False, need_w, need_b)
-        else:
-            if need_w:
-                x = self.x_saved
-                N, O, OH, OW = g.shape
-                if dispatch.use_cuda(x):
-                    cols = cuda_conv.im2col(x, 3, 3, **self._kernel_args())
-                else:
-                    cols = im2col(x, 3, 3, **self._kernel_args())
-                cols = cols.reshape(N, self.x_shape[1] * 9, OH * OW)
-                # Σ_n g_n @ cols_nᵀ: (N, O, OH·OW) @ (N, OH·OW, C·9)
-                gw = (g.reshape(N, O, OH * OW) @ cols.swapaxes(-1, -2)).sum(axis=0)
-                gw = gw.reshape(self.w_shape)
-            if need_b:
-                gb = g.sum(axis=(0, 2, 3))
+            # a 3x3 stride-1 convolution of g (see winograd.conv2d_input_grad)
+            gx = kernel.conv2d_input_grad(g, self.w_saved, self.x_shape, self.padding, m)
+        if need_w:
+            gw = kernel.conv2d_weight_grad(self.x_saved, g, self.padding, m)
+        if need_b:
+            gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb
 
 

@@ -3,8 +3,9 @@ and the algorithm seam of conv2d (conv_algorithm=, minicnn.conv_algorithm):
 
 * the transform matrices: the bilinear identity, exactly, and where they come from
   (evaluation at the interpolation points);
-* forward and input gradient against the im2col reference and torch, over drawn shapes
-  and paddings, both tile sizes, float32 and float64, portable and compiled;
+* forward, input gradient and weight gradient against the im2col reference and torch,
+  over drawn shapes and paddings, both tile sizes, float32 and float64, portable and
+  compiled;
 * float32 accuracy as stated in the module docstring;
 * which algorithm runs, forcing it, and the errors.
 """
@@ -107,6 +108,13 @@ def _reference_input_grad(g, w, x_shape, padding):
     return col2im(gcols, x_shape, PH=padding[0], PW=padding[1])
 
 
+def _reference_weight_grad(x, g, padding):
+    N, O, OH, OW = g.shape
+    cols = im2col(x, 3, 3, PH=padding[0], PW=padding[1]).reshape(N, -1, OH * OW)
+    return (g.reshape(N, O, OH * OW) @ cols.swapaxes(1, 2)).sum(axis=0).reshape(
+        O, x.shape[1], 3, 3)
+
+
 def _close(got, want, dtype):
     assert got.dtype == dtype and got.shape == want.shape
     scale = max(1.0, float(np.abs(want).max()))
@@ -115,7 +123,7 @@ def _close(got, want, dtype):
 
 @SETTINGS
 @given(winograd_case(), DTYPES, st.sampled_from(sorted(IMPLS)), st.booleans())
-def test_forward_and_input_grad_equal_im2col(rng, case, dtype, impl, bias):
+def test_forward_and_gradients_equal_im2col(rng, case, dtype, impl, bias):
     x_shape, O, padding, m = case
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal((O, x_shape[1], 3, 3))
@@ -127,6 +135,8 @@ def test_forward_and_input_grad_equal_im2col(rng, case, dtype, impl, bias):
     g = rng.standard_normal(want.shape)
     gx = IMPLS[impl].conv2d_input_grad(cast(g), cast(w), x_shape, padding, m)
     _close(gx, _reference_input_grad(g, w, x_shape, padding), dtype)
+    gw = IMPLS[impl].conv2d_weight_grad(cast(x), cast(g), padding, m)
+    _close(gw, _reference_weight_grad(x, g, padding), dtype)
 
 
 @SETTINGS
@@ -175,6 +185,13 @@ def test_float32_accuracy_as_stated(rng, impl):
     im2col32 = np.abs(_reference_forward(x32, w32, (1, 1)) - exact).max() / np.abs(exact).max()
     assert error[2] < 2e-6 and error[4] < 5e-5, error
     assert error[2] < 4 * im2col32 and error[4] > 2 * error[2], (error, im2col32)
+    # the weight gradient sums over every tile: the same orders of magnitude
+    g = rng.standard_normal(exact.shape)
+    exact = _reference_weight_grad(x, g, (1, 1))
+    for m in (2, 4):
+        gw = IMPLS[impl].conv2d_weight_grad(x32, g.astype(np.float32), (1, 1), m)
+        error[m] = np.abs(gw - exact).max() / np.abs(exact).max()
+    assert error[2] < 2e-6 and error[4] < 5e-5, error
 
 
 # ----------------------------------------------------------- choosing the algorithm
@@ -201,7 +218,7 @@ def _recording(monkeypatch):
     or 'im2col' (anything else)."""
     calls = []
     for module, name in [(winograd, "winograd"), (numba_winograd, "numba_winograd")]:
-        for fn in ("conv2d_forward", "conv2d_input_grad"):
+        for fn in ("conv2d_forward", "conv2d_input_grad", "conv2d_weight_grad"):
             original = getattr(module, fn)
 
             def wrapped(*args, _original=original, _name=f"{name}.{fn}"):
@@ -228,13 +245,15 @@ def test_default_is_im2col_and_forcing_selects(monkeypatch):
     assert calls == []
     with dispatch.kernels("auto"):
         got = _step(conv_algorithm="winograd")
-    assert calls == ["numba_winograd.conv2d_forward", "numba_winograd.conv2d_input_grad"]
+    assert calls == ["numba_winograd.conv2d_forward", "numba_winograd.conv2d_input_grad",
+                     "numba_winograd.conv2d_weight_grad"]
     np.testing.assert_allclose(got[0], reference[0], atol=1e-12)
     np.testing.assert_allclose(got[1], reference[1], atol=1e-12)
     calls.clear()
     with dispatch.kernels("reference"):
         _step(conv_algorithm="winograd_4x4")
-    assert calls == ["winograd.conv2d_forward", "winograd.conv2d_input_grad"]
+    assert calls == ["winograd.conv2d_forward", "winograd.conv2d_input_grad",
+                     "winograd.conv2d_weight_grad"]
 
 
 def test_context_manager_sets_and_restores(monkeypatch):
@@ -242,12 +261,12 @@ def test_context_manager_sets_and_restores(monkeypatch):
     with mc.conv_algorithm("winograd"):
         assert F.get_conv_algorithm() == "winograd"
         _step()
-        assert len(calls) == 2
+        assert len(calls) == 3
         _step(conv_algorithm="im2col")          # the call's own choice wins
-        assert len(calls) == 2
+        assert len(calls) == 3
         with mc.conv_algorithm("im2col"):
             _step()
-            assert len(calls) == 2
+            assert len(calls) == 3
         assert F.get_conv_algorithm() == "winograd"
     assert F.get_conv_algorithm() == "auto"
     previous = F.set_conv_algorithm("winograd_2x2")
