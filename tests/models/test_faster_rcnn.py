@@ -137,6 +137,27 @@ def test_trainable_layers_and_weights_from_a_state_dict(torch, tmp_path):
                    if n.startswith("backbone.body"))
 
 
+def test_weights_backbone_from_an_imagenet_resnet50_state_dict():
+    """A torchvision ResNet-50 state dict (BatchNorm2d's num_batches_tracked and the fc
+    layer included) loads into the frozen-BN body; 3 layers then train, as torchvision."""
+    from minicnn.models import resnet50
+    with cheap_init():
+        imagenet = resnet50()
+    rng = np.random.default_rng(1)
+    state = {k: (np.array(7) if k.endswith("num_batches_tracked")
+                 else rng.standard_normal(v.shape).astype(np.float32))
+             for k, v in imagenet.state_dict().items()}
+    assert "layer1.0.bn1.num_batches_tracked" in state and "fc.weight" in state
+    with cheap_init():
+        model = faster_rcnn.fasterrcnn_resnet50_fpn(num_classes=4, weights_backbone=state)
+    body = model.backbone.body
+    np.testing.assert_array_equal(body.layer3[5].bn2.running_var.numpy(),
+                                  state["layer3.5.bn2.running_var"])
+    np.testing.assert_array_equal(body.conv1.weight.numpy(), state["conv1.weight"])
+    frozen = {n.split(".")[2] for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"conv1", "layer1"}
+
+
 def test_builder_and_constructor_errors():
     with pytest.raises(ValueError, match="fasterrcnn_resnet50_fpn: in_channels must be 3"):
         faster_rcnn.fasterrcnn_resnet50_fpn(in_channels=1)
