@@ -93,28 +93,30 @@ class _SyncBatchNorm(Function):
 
     def forward(self, x, weight, bias):
         xp = backend.get_array_module(x)
+        f64 = xp.float64
         channels = x.shape[1]
         axes = (0,) + tuple(range(2, x.ndim))               # all but the channel axis
         per_channel = (1, channels) + (1,) * (x.ndim - 2)   # (1, C, 1, ...) broadcasts
         # pass 1: counts and sums -> the global mean
-        sums = xp.concatenate([x.sum(axis=axes, dtype=xp.float64),
-                               xp.full(1, x.size // channels, dtype=xp.float64)])
+        sums = xp.concatenate([x.sum(axis=axes, dtype=f64),
+                               xp.full(1, x.size // channels, dtype=f64)])
         self.comm.allreduce(sums, "allreduce of SyncBatchNorm's sums")
         count = float(sums[-1])
         if count <= 1:
             raise ValueError(f"SyncBatchNorm: Expected more than 1 value per channel when "
                              f"training, got {int(count)} over all ranks")
         mean = sums[:channels] / count
-        centred = x - mean.reshape(per_channel).astype(x.dtype)
         # pass 2: squared deviations -> the global (biased) variance
-        squares = (centred * centred).sum(axis=axes, dtype=xp.float64)
+        centred = x.astype(f64) - mean.reshape(per_channel)
+        squares = (centred * centred).sum(axis=axes)
         self.comm.allreduce(squares, "allreduce of SyncBatchNorm's squares")
         var = squares / count
-        inv_std = (1 / xp.sqrt(var + self.eps)).astype(x.dtype)
-        xhat = centred * inv_std.reshape(per_channel)
-        out = xhat if weight is None else xhat * weight.reshape(per_channel)
+        inv_std = 1 / xp.sqrt(var + self.eps)
+        # y = x̂·γ + β per element in float64, as BatchNorm's CPU path computes it
+        scale = inv_std if weight is None else inv_std * weight.astype(f64)
+        out = centred * scale.reshape(per_channel)
         if bias is not None:
-            out = out + bias.reshape(per_channel)
+            out += bias.astype(f64).reshape(per_channel)
         if self.running_mean is not None:
             m = self.momentum
             # NOTE: normalise with the biased variance, track the unbiased one
@@ -123,23 +125,30 @@ class _SyncBatchNorm(Function):
             rv[...] = ((1 - m) * rv + m * var * (count / (count - 1))).astype(rv.dtype)
         if any(self.needs_input_grad):
             self.axes, self.per_channel, self.count = axes, per_channel, count
-            self.xhat, self.inv_std, self.weight = xhat, inv_std, weight
-        return out
+            self.x, self.mean, self.inv_std, self.weight = x, mean, inv_std, weight
+        return out.astype(x.dtype)
 
     def backward(self, g):
         xp = backend.get_array_module(g)
+        f64 = xp.float64
+        shape = self.per_channel
+        centred = self.x.astype(f64) - self.mean.reshape(shape)
+        g64 = g.astype(f64)
+        # this rank's Σ dy and Σ dy·(x - μ) per channel: its dβ and dγ·σ
+        local = xp.concatenate([g64.sum(axis=self.axes), (g64 * centred).sum(axis=self.axes)])
+        channels = len(local) // 2
         gx = gw = gb = None
         if self.needs_input_grad[0]:
-            gxhat = g if self.weight is None else g * self.weight.reshape(self.per_channel)
-            sums = xp.concatenate([gxhat.sum(axis=self.axes, dtype=xp.float64),
-                                   (gxhat * self.xhat).sum(axis=self.axes, dtype=xp.float64)])
-            self.comm.allreduce(sums, "allreduce of SyncBatchNorm's gradient sums")
-            channels = len(sums) // 2
-            mean_g = (sums[:channels] / self.count).astype(g.dtype).reshape(self.per_channel)
-            mean_gx = (sums[channels:] / self.count).astype(g.dtype).reshape(self.per_channel)
-            gx = (gxhat - mean_g - self.xhat * mean_gx) * self.inv_std.reshape(self.per_channel)
+            total = local.copy()
+            self.comm.allreduce(total, "allreduce of SyncBatchNorm's gradient sums")
+            # dx = γ/σ (dy - mean(dy) - x̂ mean(dy x̂)), the means over every rank's values
+            a = self.inv_std if self.weight is None else self.inv_std * self.weight.astype(f64)
+            b = total[:channels] / self.count
+            k = self.inv_std ** 2 * total[channels:] / self.count
+            gx = (a.reshape(shape) * (g64 - b.reshape(shape) - k.reshape(shape) * centred))
+            gx = gx.astype(g.dtype)
         if self.needs_input_grad[1]:
-            gw = (g * self.xhat).sum(axis=self.axes)
+            gw = (local[channels:] * self.inv_std).astype(self.weight.dtype)
         if self.needs_input_grad[2]:
-            gb = g.sum(axis=self.axes)
+            gb = local[:channels].astype(g.dtype)
         return gx, gw, gb
