@@ -412,6 +412,9 @@ def build_parser(prog="minicnn train"):
                    "classification and segmentation): --batch-size is then the global "
                    "batch, split evenly over the ranks; rank 0 prints and writes the run "
                    "folder")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="with --distributed: batch normalisation with the statistics of the "
+                   "global batch (SyncBatchNorm), so N ranks train as one process does")
     return p
 
 
@@ -512,6 +515,9 @@ def _resolve_options(args):
                 setattr(args, key, value)
         if args.weight_decay is None:
             args.weight_decay = 0.0 if args.task == "gan" else 5e-4
+        if args.sync_bn and not args.distributed:
+            raise _UsageError("--sync-bn synchronises batch normalisation over the ranks of "
+                              "a --distributed run; add --distributed (under mpiexec)")
         if args.device is None:
             args.device = "cpu"
         if args.lr is None:
@@ -775,6 +781,8 @@ def _set_up(args, resumed, comm=None):
     scheduler, interval = _make_scheduler(args, optimizer, len(train_loader))
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "overwrite")}
     if comm is not None:        # rank 0's weights on every rank; gradients averaged
+        if getattr(args, "sync_bn", False):
+            model = dist.SyncBatchNorm.convert_sync_batchnorm(model, process_group=comm)
         model = dist.DistributedDataParallel(model, process_group=comm)
     trainer = Trainer(model, optimizer, scheduler=scheduler, scheduler_interval=interval,
                       device=device, out_dir=args.out, task=task,

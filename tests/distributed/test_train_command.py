@@ -78,3 +78,20 @@ def test_a_global_batch_that_does_not_split_stops_every_rank(tmp_path):
 def test_distributed_refuses_the_tasks_it_cannot_spread(capsys):
     assert cli_main(["--distributed", "--task", "gan", "--epochs", "1"]) == 2
     assert "--distributed trains classification and segmentation" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sync_bn_trains_a_batch_norm_model_on_two_ranks_as_one_process(tmp_path):
+    # seed 002's residual "monster", two batch-normalised blocks of 8 channels, on 32x32
+    options = ["--model", "monster", "--set", "nb_residual_blocks=2", "--set", "nb_channels=8",
+               "--image-size", "32", "--subset", "64", "--batch-size", "32", "--epochs", "2",
+               "--workers", "0", "--no-augment", "--quiet", "--scheduler", "none"]
+    assert cli_main(options + ["--out", str(tmp_path / "one")]) == 0
+    result = mpiexec(2, *options, "--sync-bn", "--out", str(tmp_path / "two"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_same_run(tmp_path / "one", tmp_path / "two")     # running statistics included
+
+
+def test_sync_bn_needs_distributed(capsys):
+    assert cli_main(["--sync-bn", "--epochs", "1"]) == 2
+    assert "--sync-bn synchronises batch normalisation" in capsys.readouterr().err
