@@ -175,12 +175,13 @@ def auto_algorithm(x_shape, w_shape, stride, dilation, groups):
     The rule: im2col everywhere. Winograd becomes a default only where it is measured
     clearly faster (more than 1.3x, forward and backward, in repeated alternating runs)
     than the compiled im2col path with the threads a user gets, and that has not been
-    shown yet (issue 15). What was measured (2-core machine shared with other jobs, so
-    only as a direction): with one thread for BLAS and for the transforms, F(4x4) ran
-    the forward pass of the 3x3 layers of ``minicnn bench`` at 1.0x (N32 C64 32x32),
-    2.2x (C128 16x16) and 2.1x (C256 8x8) of im2col's speed, forward + backward at
-    1.15x, 1.6x and 1.5x (the weight gradient stays im2col); with two threads the
-    machine was too loaded for a figure. Force it with ``conv_algorithm="winograd"``.
+    shown yet (issue 15). What was measured (2-core machine shared with other jobs, load
+    5-7, so only as a direction; F(4x4) forward, dL/dx and dL/dw against the compiled
+    im2col path, N32, 3x3 pad 1): with one thread for BLAS and the transforms, forward
+    + backward 1.34-1.42x at C64 32x32, 1.84-2.03x at C128 16x16, 2.29x at C256 8x8
+    (two runs); with two threads on the loaded machine both paths slowed 5-10x and
+    Winograd more (0.65-1.0x): its 36 smaller GEMMs and the thread hand-offs around
+    them suffer more when a core is taken. Force it with ``conv_algorithm="winograd"``.
     """
     return ("im2col", None)
 
