@@ -329,3 +329,19 @@ def test_errors_name_roi_heads(torch):
     with pytest.raises(NotImplementedError, match="RoIHeads: the keypoint branch"):
         roi_heads.RoIHeads(None, None, None, 0.5, 0.5, 512, 0.25, None, 0.05, 0.5, 100,
                            keypoint_head=mnn.ReLU())
+
+
+def test_no_detections_give_empty_masks():
+    """Nothing above score_thresh: empty boxes, labels, scores and (0, 1, 28, 28) masks,
+    and the transform pastes them into (0, 1, H, W)."""
+    heads = build(roi_heads, mnn, ops.MultiScaleRoIAlign, mc.tensor, score_thresh=1.0)
+    feats, proposals, _ = inputs(seed=8)
+    heads.eval()
+    with mc.no_grad():
+        result, _ = heads({k: mc.tensor(v) for k, v in feats.items()},
+                          [mc.tensor(p) for p in proposals], SHAPES)
+    for r in result:
+        assert r["boxes"].shape == (0, 4) and r["scores"].shape == (0,)
+        assert r["labels"].shape == (0,) and r["masks"].shape == (0, 1, 28, 28)
+    pasted = roi_heads.paste_masks_in_image(result[0]["masks"], result[0]["boxes"], (50, 60))
+    assert pasted.shape == (0, 1, 50, 60)
