@@ -41,29 +41,35 @@ def assert_same_run(a, b):
         assert x["train_loss"] == pytest.approx(y["train_loss"], rel=1e-5)
 
 
-def test_two_ranks_train_as_one_process_and_only_rank_0_writes(tmp_path):
-    assert cli_main(COMMON + ["--epochs", "2", "--out", str(tmp_path / "one")]) == 0
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The reference: two epochs in this process."""
+    folder = tmp_path_factory.mktemp("one") / "run"
+    assert cli_main(COMMON + ["--epochs", "2", "--out", str(folder)]) == 0
+    return folder
+
+
+def test_two_ranks_train_as_one_process_and_only_rank_0_writes(tmp_path, one_process):
     result = mpiexec(2, *COMMON, "--epochs", "2", "--out", str(tmp_path / "two"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert_same_run(tmp_path / "one", tmp_path / "two")
+    assert_same_run(one_process, tmp_path / "two")
     # one final line, from rank 0; the test set's 359 images are each counted once
     assert result.stdout.count("test accuracy:") == 1 and "/359)" in result.stdout
-    assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))
+    assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(one_process))
 
 
 @pytest.mark.slow
-def test_a_run_resumes_on_another_number_of_ranks(tmp_path):
-    assert cli_main(COMMON + ["--epochs", "2", "--out", str(tmp_path / "whole")]) == 0
+def test_a_run_resumes_on_another_number_of_ranks(tmp_path, one_process):
     # two ranks, then one process
     result = mpiexec(2, *COMMON, "--epochs", "1", "--out", str(tmp_path / "a"))
     assert result.returncode == 0, result.stderr
     assert cli_main(["--resume", str(tmp_path / "a"), "--epochs", "2"]) == 0
-    assert_same_run(tmp_path / "whole", tmp_path / "a")
+    assert_same_run(one_process, tmp_path / "a")
     # one process, then two ranks
     assert cli_main(COMMON + ["--epochs", "1", "--out", str(tmp_path / "b")]) == 0
     result = mpiexec(2, "--resume", str(tmp_path / "b"), "--epochs", "2")
     assert result.returncode == 0, result.stderr
-    assert_same_run(tmp_path / "whole", tmp_path / "b")
+    assert_same_run(one_process, tmp_path / "b")
 
 
 def test_a_global_batch_that_does_not_split_stops_every_rank(tmp_path):
