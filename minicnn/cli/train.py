@@ -17,6 +17,7 @@ the ranks (each rank's loader takes ``batch_size / N`` of every step's examples)
 learning rate and schedule of a one-process run carry over unchanged, and the ranks'
 batches of a step together are the one-process run's batch. Only rank 0 prints, writes
 the run folder and saves checkpoints; the checkpoint resumes on any number of ranks.
+``--sync-bn`` also normalises with the global batch's statistics (SyncBatchNorm).
 """
 from __future__ import annotations
 
@@ -428,6 +429,11 @@ def cli_main(argv=None, prog="minicnn train"):
         return exc.code if isinstance(exc.code, int) else 2
     joined = False
     try:
+        launched = dist.launched_world_size()
+        if launched > 1 and not args.distributed:
+            raise _UsageError(f"mpiexec started {launched} processes, but without "
+                              "--distributed each would train the whole run alone (into one "
+                              "run folder); add --distributed")
         if args.distributed and not dist.is_initialized():
             try:
                 dist.init_process_group()

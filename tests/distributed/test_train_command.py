@@ -81,6 +81,13 @@ def test_a_global_batch_that_does_not_split_stops_every_rank(tmp_path):
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
 
 
+def test_mpiexec_without_distributed_is_refused(tmp_path):
+    result = mpi_launch.mpiexec(2, "-m", "minicnn", "train", "--epochs", "1", "--quiet",
+                                "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "mpiexec started 2 processes, but without --distributed" in result.stderr
+
+
 def test_distributed_refuses_the_tasks_it_cannot_spread(capsys):
     assert cli_main(["--distributed", "--task", "gan", "--epochs", "1"]) == 2
     assert "--distributed trains classification and segmentation" in capsys.readouterr().err
