@@ -75,6 +75,9 @@ def test_old_keys_of_the_released_checkpoints_load(torch, tmp_path):
              for k, v in model.state_dict().items()}
 
     def old_key(k):
+        # the 2019 files: FPN, RPN head and mask head before torchvision's version 2
+        if k.startswith("backbone.fpn.") and k.split(".")[4] == "0":
+            return k.replace(".0.weight", ".weight").replace(".0.bias", ".bias")
         if k.startswith("rpn.head.conv.0.0."):
             return "rpn.head.conv." + k.rsplit(".", 1)[1]
         if k.startswith("roi_heads.mask_head."):
@@ -84,6 +87,7 @@ def test_old_keys_of_the_released_checkpoints_load(torch, tmp_path):
 
     old = {old_key(k): torch.from_numpy(v) for k, v in state.items()}
     assert "roi_heads.mask_head.mask_fcn4.bias" in old and "rpn.head.conv.weight" in old
+    assert "backbone.fpn.layer_blocks.3.bias" in old
     path = tmp_path / "maskrcnn_v1.pth"
     torch.save(old, path)
     with cheap_init():
