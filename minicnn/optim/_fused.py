@@ -28,7 +28,7 @@ import numpy as np
 
 from kernels import _threads, dispatch
 
-__all__ = ["usable", "check_fusable", "sgd_step", "adam_step"]
+__all__ = ["usable", "check_fusable", "state_array", "sgd_step", "adam_step"]
 
 # below this many elements in a step the threads cost more than they save
 _THREADED = 1 << 16
@@ -48,6 +48,17 @@ def check_fusable(name, index, w, g):
                          f"kernels in 'auto' mode, but parameter {index} is a "
                          f"{type(w).__name__} of {w.dtype} with a {g.dtype} gradient "
                          f"(kernels: {dispatch.get_kernels()!r}); use fused=None or False")
+
+
+def state_array(state, key, w):
+    """``state[key]`` as the fused loops need it: a C-contiguous NumPy array of w's dtype
+    and shape (replaced in ``state`` by such a copy if it is not one, e.g. after a user
+    stored a view there), so that the loop's writes land in the state itself."""
+    a = state[key]
+    if not (type(a) is np.ndarray and a.dtype == w.dtype and a.shape == w.shape
+            and a.flags.c_contiguous and a.flags.writeable):
+        a = state[key] = np.array(a, dtype=w.dtype, order="C").reshape(w.shape)
+    return a
 
 
 # ---------------------------------------------------------------- compiled loops

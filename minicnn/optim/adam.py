@@ -85,9 +85,10 @@ class Adam(Optimizer):
             for p, w, g in fused:                   # the same update, one pass each
                 state = self._state(p, w, group)
                 state["step"] += 1
-                batch.append((w, g, state["exp_avg"], state["exp_avg_sq"],
-                              state.get("max_exp_avg_sq") if group["amsgrad"] else None,
-                              state["step"]))
+                m, v = (_fused.state_array(state, k, w) for k in ("exp_avg", "exp_avg_sq"))
+                v_max = (_fused.state_array(state, "max_exp_avg_sq", w) if group["amsgrad"]
+                         else None)
+                batch.append((w, g, m, v, v_max, state["step"]))
             _fused.adam_step(batch, lr, beta1, beta2, eps, decay,
                              group["decoupled_weight_decay"], group["amsgrad"],
                              group.get("maximize", False))

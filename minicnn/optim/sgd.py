@@ -75,10 +75,10 @@ class SGD(Optimizer):
                 b, first = None, False
                 if mu != 0:
                     state = self.state.setdefault(p, {})
-                    b = state.get("momentum_buffer")
-                    if b is None:
-                        b = state["momentum_buffer"] = np.empty_like(w)
+                    if state.get("momentum_buffer") is None:
+                        state["momentum_buffer"] = np.empty_like(w)
                         first = True
+                    b = _fused.state_array(state, "momentum_buffer", w)
                 batch.append((w, g, b, first))
             _fused.sgd_step(batch, lr, mu, tau, decay, group["nesterov"],
                             group.get("maximize", False))

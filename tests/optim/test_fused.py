@@ -203,3 +203,19 @@ def test_zero_dimensional_parameter_follows_torch(torch, fused):
         opt.step()
         topt.step()
         assert p.item() == pytest.approx(tp.item(), rel=1e-14)
+
+
+def test_state_that_is_a_view_is_made_the_loops_own():
+    """A state array the fused loop could not write in place (a strided view, another
+    dtype) is replaced by a contiguous copy first, so the update reaches the state."""
+    w0, g = np.ones((4, 3), np.float32), np.full((4, 3), 0.5, np.float32)
+    results = []
+    for fused in (True, False):
+        p = mnn.Parameter(w0.copy())
+        opt = optim.SGD([p], lr=0.1, momentum=0.9, fused=fused)
+        opt.state[p] = {"momentum_buffer": np.ones((3, 4), np.float64).T}
+        p.grad = mc.tensor(g)
+        opt.step()
+        results.append((p.numpy(), np.asarray(opt.state[p]["momentum_buffer"])))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_allclose(results[0][1], 0.9 + 0.5)
