@@ -217,5 +217,7 @@ def test_state_that_is_a_view_is_made_the_loops_own():
         p.grad = mc.tensor(g)
         opt.step()
         results.append((p.numpy(), np.asarray(opt.state[p]["momentum_buffer"])))
-    np.testing.assert_array_equal(results[0][0], results[1][0])
-    np.testing.assert_allclose(results[0][1], 0.9 + 0.5)
+    # the readable code keeps that buffer float64, the fused loop float32: close only
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+    np.testing.assert_allclose(results[0][1], 0.9 + 0.5, rtol=1e-6)
+    assert results[0][1].dtype == np.float32 and results[0][1].flags.c_contiguous
