@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import minicnn as mc
+from minicnn import nn
 from minicnn.models.detection import faster_rcnn, roi_heads
 from minicnn.ops.misc import FrozenBatchNorm2d
 
@@ -75,7 +76,8 @@ def buffers_of(layout):
 
 def test_keys_shapes_and_parameter_count():
     with cheap_init():
-        model = faster_rcnn.fasterrcnn_resnet50_fpn(num_classes=91)
+        model = faster_rcnn.fasterrcnn_resnet50_fpn(num_classes=91,
+                                                    norm_layer=FrozenBatchNorm2d)
     want = faster_rcnn_layout(91)
     got = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
     assert [k for k, _ in got] == [k for k, _ in want]
@@ -98,6 +100,24 @@ def test_keys_shapes_and_parameter_count():
             h.proposal_matcher.allow_low_quality_matches) == (0.5, 0.5, False)
     assert h.box_roi_pool.featmap_names == ["0", "1", "2", "3"]
     assert (h.box_roi_pool.output_size, h.box_roi_pool.sampling_ratio) == ((7, 7), 2)
+
+
+def test_batch_norm_follows_torchvisions_rule():
+    """From nothing, ordinary batch norm (trainable from scratch): the frozen model's
+    count plus ResNet-50's 53,120 batch-norm weights and biases; with weights, frozen."""
+    with cheap_init():
+        scratch = faster_rcnn.fasterrcnn_resnet50_fpn(num_classes=91)
+    norms = [m for n, m in scratch.backbone.body.named_modules()
+             if "bn" in n or n.endswith("downsample.1")]
+    assert norms and all(type(m) is nn.BatchNorm2d for m in norms)
+    assert count(scratch) == 41_755_286 + 53_120
+    state = scratch.state_dict()
+    assert any(k.endswith("num_batches_tracked") for k in state)
+    with cheap_init():
+        trained = faster_rcnn.fasterrcnn_resnet50_fpn(weights=state)   # the counter dropped
+    assert count(trained) == 41_755_286
+    assert all(isinstance(m, FrozenBatchNorm2d) for n, m in trained.backbone.body.named_modules()
+               if "bn" in n or n.endswith("downsample.1"))
 
 
 def test_trainable_layers_and_weights_from_a_state_dict(torch, tmp_path):

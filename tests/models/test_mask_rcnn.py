@@ -34,7 +34,8 @@ def mask_rcnn_layout(num_classes):
 
 def test_keys_shapes_and_parameter_count():
     with cheap_init():
-        model = mask_rcnn.maskrcnn_resnet50_fpn(num_classes=91)
+        model = mask_rcnn.maskrcnn_resnet50_fpn(num_classes=91,
+                                                norm_layer=FrozenBatchNorm2d)
     want = mask_rcnn_layout(91)
     got = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
     assert [k for k, _ in got] == [k for k, _ in want]

@@ -12,8 +12,8 @@ Two stages share one backbone:
 1. **transform** (:class:`~minicnn.models.detection.GeneralizedRCNNTransform`): each image
    normalised with ImageNet's mean and std and resized so its shorter side is 800
    (longer side at most 1333), the batch zero-padded to multiples of 32;
-2. **backbone**: ResNet-50 (frozen batch norm, the stem and layer1 frozen by default) and
-   an FPN of 256 channels: maps '0'-'3' at strides 4, 8, 16, 32 and 'pool' at 64;
+2. **backbone**: ResNet-50 (with weights: frozen batch norm, the stem and layer1 frozen
+   by default) and an FPN of 256 channels: maps '0'-'3' at strides 4, 8, 16, 32 and 'pool' at 64;
 3. **RPN** (:class:`~minicnn.models.detection.rpn.RegionProposalNetwork`): 3 anchors per
    position (aspect ratios 0.5, 1, 2) of size 32, 64, 128, 256, 512 on the five maps; the
    best 2000 (training) / 1000 (testing) proposals per level before NMS at 0.7 and per
@@ -31,9 +31,10 @@ Shapes for one 800x1088 padded image, 91 classes::
     box_roi_pool (1000, 256, 7, 7) -> box_head (1000, 1024)
              -> box_predictor: class_logits (1000, 91), box_regression (1000, 364)
 
-41,755,286 parameters for 91 classes (torchvision's published count): 26,799,296 in the
-backbone and FPN, 593,935 in the RPN head, 13,895,680 in TwoMLPHead, 466,375 in the
-predictor.
+41,755,286 parameters for 91 classes with frozen batch norm (torchvision's published
+count, of the model with weights): 26,799,296 in the backbone and FPN, 593,935 in the
+RPN head, 13,895,680 in TwoMLPHead, 466,375 in the predictor. From nothing (ordinary
+batch norm) the backbone's 53,120 batch-norm weights and biases are parameters too.
 
 NOTE, where minicnn departs from torchvision:
 
@@ -42,10 +43,14 @@ NOTE, where minicnn departs from torchvision:
   needed) or a state dict; ``weights_backbone`` likewise for an ImageNet ResNet-50, and
   None by default (torchvision's default is its ImageNet weights). ``num_classes`` then
   comes from the checkpoint's predictor.
-* The backbone's batch norm is always :class:`~minicnn.ops.FrozenBatchNorm2d`
-  (torchvision uses ``nn.BatchNorm2d`` when it starts from no weights at all); the
-  parameter counts are then the published ones. Without weights every layer is
-  trainable, as torchvision's rule says (``trainable_backbone_layers`` is 5 then).
+* ``norm_layer`` (minicnn's keyword) picks the backbone's batch norm. By default it
+  follows torchvision's rule: :class:`~minicnn.ops.FrozenBatchNorm2d` when any weights
+  are given (the published parameter counts, 41,755,286 here, are of that model), and
+  ``nn.BatchNorm2d`` when the model starts from nothing, so that it can be trained from
+  scratch (ResNet-50 with frozen identity statistics and random weights gives features
+  far too large to train; B2's measurement: NaN by the third SGD step). Without weights
+  every layer is trainable, as torchvision's rule says (``trainable_backbone_layers``
+  is 5 then).
 * torchvision gives the released COCO weights (``COCO_V1``) batch-norm eps 0; minicnn
   does the same for a checkpoint in their layout (the version-1 key
   ``rpn.head.conv.weight``), the only torchvision files with that layout for this model.
@@ -208,7 +213,7 @@ class FastRCNNPredictor(nn.Module):
 
 def fasterrcnn_resnet50_fpn(*, weights=None, progress=True, num_classes=None,
                             weights_backbone=None, trainable_backbone_layers=None,
-                            in_channels=3, **kwargs):
+                            in_channels=3, norm_layer=None, **kwargs):
     """Faster R-CNN, ResNet-50-FPN (module docstring), torchvision's builder.
 
     Args:
@@ -219,15 +224,18 @@ def fasterrcnn_resnet50_fpn(*, weights=None, progress=True, num_classes=None,
         weights_backbone: None, or an ImageNet ResNet-50's file or state dict.
         trainable_backbone_layers: 0-5 of (layer4, layer3, layer2, layer1, conv1) left
             trainable, from the top; default 3 with weights, 5 without.
+        norm_layer: the backbone's batch norm; default (None) torchvision's rule:
+            ``FrozenBatchNorm2d`` with weights or weights_backbone, ``nn.BatchNorm2d``
+            without any (pass ``FrozenBatchNorm2d`` for the published parameter count).
         **kwargs: on to :class:`FasterRCNN`.
     """
     return _rcnn_resnet50_fpn("fasterrcnn_resnet50_fpn", FasterRCNN, weights, num_classes,
                               weights_backbone, trainable_backbone_layers, in_channels,
-                              kwargs)
+                              norm_layer, kwargs)
 
 
 def _rcnn_resnet50_fpn(name, model_class, weights, num_classes, weights_backbone,
-                       trainable_backbone_layers, in_channels, kwargs):
+                       trainable_backbone_layers, in_channels, norm_layer, kwargs):
     """The builder both fasterrcnn_ and maskrcnn_resnet50_fpn are: torchvision's steps."""
     if in_channels != 3:
         raise ValueError(f"{name}: in_channels must be 3 (ResNet-50 reads RGB images), got "
@@ -243,7 +251,9 @@ def _rcnn_resnet50_fpn(name, model_class, weights, num_classes, weights_backbone
     trainable_backbone_layers = _validate_trainable_layers(
         name, is_trained, trainable_backbone_layers, 5, 3)
 
-    backbone = resnet50(norm_layer=FrozenBatchNorm2d)
+    if norm_layer is None:
+        norm_layer = FrozenBatchNorm2d if is_trained else nn.BatchNorm2d
+    backbone = resnet50(norm_layer=norm_layer)
     if backbone_state is not None:
         backbone.load_state_dict(backbone_state)
     backbone = _resnet_fpn_extractor(backbone, trainable_backbone_layers)

@@ -21,11 +21,11 @@ place (:func:`~minicnn.models.detection.roi_heads.paste_masks_in_image`): ``mask
 mask). Shapes per detection: (256, 14, 14) -> heads (256, 14, 14) -> predictor
 (num_classes, 28, 28).
 
-44,401,393 parameters for 91 classes (torchvision's published count): Faster R-CNN's
-41,755,286, 2,360,320 in the mask head and 285,787 in the mask predictor.
+44,401,393 parameters for 91 classes with frozen batch norm (torchvision's published
+count, of the model with weights): Faster R-CNN's 41,755,286, 2,360,320 in the mask head and 285,787 in the mask predictor.
 
 NOTE, where minicnn departs from torchvision: as :func:`fasterrcnn_resnet50_fpn` (weights
-from a file or a state dict, nothing downloaded, frozen batch norm always, eps 0 for the
+from a file or a state dict, nothing downloaded, ``norm_layer``, eps 0 for the
 released COCO_V1 layout).
 """
 from __future__ import annotations
@@ -133,9 +133,9 @@ class MaskRCNNPredictor(nn.Sequential):
 
 def maskrcnn_resnet50_fpn(*, weights=None, progress=True, num_classes=None,
                           weights_backbone=None, trainable_backbone_layers=None,
-                          in_channels=3, **kwargs):
+                          in_channels=3, norm_layer=None, **kwargs):
     """Mask R-CNN, ResNet-50-FPN (module docstring), torchvision's builder; the arguments
     as :func:`~minicnn.models.detection.faster_rcnn.fasterrcnn_resnet50_fpn`'s."""
     return _rcnn_resnet50_fpn("maskrcnn_resnet50_fpn", MaskRCNN, weights, num_classes,
                               weights_backbone, trainable_backbone_layers, in_channels,
-                              kwargs)
+                              norm_layer, kwargs)
