@@ -205,3 +205,23 @@ def test_ddp_refuses_what_is_not_a_module():
     with pytest.raises(TypeError, match="DistributedDataParallel: module must be a "
                                         "minicnn.nn.Module, got list"):
         dist.DistributedDataParallel([], process_group=dist.LocalCommunicator())
+
+
+def test_ranks_on_one_machine_share_its_cores(monkeypatch):
+    import numba
+    import threadpoolctl
+    from minicnn.distributed import process_group
+    for name in process_group._THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MPI_LOCALNRANKS", "2")
+    monkeypatch.setattr(process_group.os, "cpu_count", lambda: 4)
+    numba_before = numba.get_num_threads()
+    with threadpoolctl.threadpool_limits(None):      # restores the BLAS pools after
+        try:
+            assert process_group._share_cores(None) == 2
+            assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
+            assert all(p["num_threads"] <= 2 for p in threadpoolctl.threadpool_info())
+        finally:
+            numba.set_num_threads(numba_before)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")       # the user's choice stands
+    assert process_group._share_cores(None) is None
