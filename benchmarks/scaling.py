@@ -17,13 +17,13 @@ steps and reports:
 * ``allreduce_ms``: one allreduce of every gradient (one flat float32 array) alone, the
   communication's full cost without overlap.
 
-So that N ranks get no more hardware than one process, each rank's thread pools (BLAS,
-OpenMP, numba) get ``cores / N`` threads (``--threads`` sets another number for every
-rank count). On a machine of C cores the ideal speed-up is then at most about C's worth
-of compute split N ways, and the allreduce is extra work for the same cores. NOTE: on a
-machine other jobs keep busy, thread pools that spin-wait lose badly to the oversubscribed
-cores (LeNet-5's step took 260 ms with 2 threads and 14 ms with 1 on the shared 2-core
-machine): compare rank counts at ``--threads 1`` there.
+Each rank's thread pools (BLAS, OpenMP, numba) get one thread by default (``--threads``
+sets another number), as ``torchrun`` sets ``OMP_NUM_THREADS=1``: N ranks then use N
+cores, the ideal speed-up is N while N is at most the number of cores, and the allreduce
+is extra work for the same cores. NOTE: with wider pools the baseline says little on a
+machine that other jobs keep busy: spin-waiting BLAS threads lose badly to the
+oversubscribed cores (LeNet-5's step took 142 ms with 2 threads and 15 ms with 1 on the
+shared 2-core machine).
 """
 from __future__ import annotations
 
@@ -101,17 +101,16 @@ def worker(model_name, global_batch, steps, warmup, bucket_cap_mb):
 
 
 def run(ranks, model="lenet5", global_batch=64, steps=20, warmup=3, bucket_cap_mb=25.0,
-        cores=None, threads=None, log=print):
+        threads=1, log=print):
     """One ``mpiexec -n N`` job per rank count; the rows of rank 0's figures."""
     mpiexec = shutil.which("mpiexec")
     if mpiexec is None:
         raise RuntimeError("the scaling row needs mpiexec: pip install 'minicnn[dist]' "
                            "(mpi4py and MPICH)")
-    cores = cores or os.cpu_count() or 1
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rows = []
     for n in ranks:
-        per_rank = str(threads or max(1, cores // n))
+        per_rank = str(threads or 1)
         env = dict(os.environ, **{v: per_rank for v in _THREAD_VARIABLES})
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         command = [mpiexec, "-n", str(n), sys.executable, "-m", "benchmarks.scaling",
@@ -130,14 +129,14 @@ def run(ranks, model="lenet5", global_batch=64, steps=20, warmup=3, bucket_cap_m
     return rows
 
 
-def table(rows, cores=None):
+def table(rows):
     """The rows as a text table, with what limits them."""
     if not rows:
         return ""
     r0 = rows[0]
     lines = [f"data-parallel scaling: {r0['model']} ({r0['parameters']:,} parameters, "
              f"{r0['buckets']} gradient bucket(s)), global batch {r0['global_batch']}, "
-             f"{cores or os.cpu_count()} cores shared by the ranks",
+             f"{os.cpu_count()} cores",
              f"{'ranks':>5} {'threads':>7} {'per rank':>8} {'steps/s':>8} {'images/s':>9} {'step ms':>8} "
              f"{'compute':>8} {'exposed':>8} {'allreduce':>9} {'speed-up':>8}"]
     for r in rows:
@@ -159,7 +158,7 @@ def build_parser(prog="python -m benchmarks.scaling"):
     p.add_argument("--steps", type=int, default=20, help="timed steps (the median is kept)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--bucket-cap-mb", type=float, default=25.0)
-    p.add_argument("--threads", type=int, help="threads per rank (default: cores / ranks)")
+    p.add_argument("--threads", type=int, default=1, help="threads per rank (default 1)")
     p.add_argument("--json", metavar="PATH", help="write the rows to this JSON file")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return p
