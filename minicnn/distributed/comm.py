@@ -92,9 +92,10 @@ class Work:
         return self.completed
 
     def wait(self):
-        pause = 1e-5
+        waiting_since = time.monotonic()
         while not self.test():
-            waited = time.monotonic() - self.started
+            now = time.monotonic()
+            waited = now - self.started
             if waited > self.timeout:
                 raise DistributedTimeoutError(
                     f"minicnn.distributed: {self.what} on rank {self.rank} of {self.size} did "
@@ -102,8 +103,9 @@ class Work:
                     "died, is stuck, or is waiting in a different collective). Check the "
                     "other ranks' output; if a step is legitimately that slow, raise the "
                     "limit with MINICNN_DIST_TIMEOUT or init_process_group(timeout=...)")
-            time.sleep(pause)
-            pause = min(pause * 2, 1e-3)     # spin briefly, then poll each millisecond
+            # NOTE: MPI moves a non-blocking collective on only while it is polled, so
+            # poll at once (yielding the core) for the first 50 ms, then each millisecond
+            time.sleep(0 if now - waiting_since < 0.05 else 1e-3)
 
 
 def _done_work(what, rank, size):
