@@ -381,11 +381,11 @@ def test_bad_inputs_name_the_model():
 
 @pytest.mark.slow
 def test_short_training_run_learns_to_detect():
-    """Faster R-CNN on 128 shapes images, 4 epochs of 8 steps (Adam 2e-3): the loss
-    falls and the mAP@0.5 on those images passes 0.3 (measured 0.0 untrained; about
-    0.5 after these steps)."""
+    """Faster R-CNN on 64 shapes images, 12 epochs of 4 steps (Adam 2e-3; about 35 s of
+    CPU): the loss falls and the mAP@0.5 on those images passes 0.25 (measured: 0.003
+    untrained, 0.38 after these steps; a broken loss or target assignment stays near 0)."""
     mc.manual_seed(0)
-    data = datasets.ShapesDetection(128, seed=0, with_masks=False)
+    data = datasets.ShapesDetection(64, seed=0, with_masks=False)
     loader = DataLoader(data, 16, shuffle=True, collate_fn=detection_collate)
     model = rcnn.faster_rcnn_small(num_classes=4)
     optimizer = mc.optim.Adam(model.parameters(), lr=2e-3)
@@ -401,7 +401,7 @@ def test_short_training_run_learns_to_detect():
 
     before = mean_ap()
     losses = []
-    for _ in range(4):
+    for _ in range(12):
         for images, targets in loader:
             loss = sum(model(images, targets).values())
             optimizer.zero_grad()
@@ -409,5 +409,26 @@ def test_short_training_run_learns_to_detect():
             optimizer.step()
             losses.append(loss.item())
     after = mean_ap()
-    assert np.mean(losses[-4:]) < 0.6 * np.mean(losses[:4])
-    assert before < 0.05 and after > 0.3, (before, after)
+    assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4])
+    assert before < 0.05 and after > 0.25, (before, after)
+
+
+def test_maskrcnn_small_contract():
+    """The small Mask R-CNN (torchvision's generic MaskRCNN on the teaching backbone):
+    torchvision's five losses, and masks (D, 1, 64, 64) in [0, 1] in eval mode."""
+    mc.manual_seed(0)
+    model = rcnn.maskrcnn_small(num_classes=4)
+    data = datasets.ShapesDetection(2, seed=0)
+    images, targets = detection_collate([data[0], data[1]])
+    losses = model(images, targets)
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
+                           "loss_rpn_box_reg"}
+    assert all(np.isfinite(v.item()) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.roi_heads.mask_predictor.mask_fcn_logits.weight.grad is not None
+    model.eval()
+    with mc.no_grad():
+        out = model(images)
+    masks = out[0]["masks"].numpy()
+    assert masks.shape == (len(out[0]["boxes"]), 1, 64, 64)
+    assert masks.min() >= 0 and masks.max() <= 1

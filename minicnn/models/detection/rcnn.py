@@ -357,6 +357,27 @@ class _TwoStage(nn.Module):
         xp = backend.get_array_module(rois[0])
         return xp.concatenate(rois), xp.concatenate(labels), xp.concatenate(regression_targets)
 
+    def fast_rcnn_stage(self, features, proposals, targets, image_size):
+        """Fast R-CNN's second stage on the shared map (Fast and Faster R-CNN): training
+        RoIs sampled from the proposals and their losses ``{"loss_classifier",
+        "loss_box_reg"}`` in training mode; every proposal scored and turned into
+        detections in eval mode."""
+        if self.training:
+            rois, labels, regression_targets = self.select_training_samples(proposals,
+                                                                            targets)
+        else:
+            rois = _batch_rois(proposals, features.array)
+        class_logits, box_regression = self.roi_heads(features, rois)   # (R, K), (R, 4K)
+        if self.training:
+            loss_classifier, loss_box_reg = fast_rcnn_loss(
+                class_logits, box_regression, minicnn.Tensor._wrap(labels),
+                minicnn.Tensor._wrap(regression_targets))
+            return {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+        with minicnn.no_grad():
+            scores = F.softmax(class_logits, dim=-1).array[:, 1:]
+        return self.postprocess_detections(scores, box_regression.array, rois, image_size,
+                                           len(proposals))
+
     def postprocess_detections(self, scores, box_regression, rois, image_size, num_images):
         """Detections per image from the RoIs' class scores (R, K-1) (classes 1..K-1) and
         offsets (R, 4K): per class, the boxes decoded from the RoI, clipped, scoring above
@@ -385,87 +406,6 @@ class _TwoStage(nn.Module):
                                "labels": minicnn.Tensor._wrap(labels[keep]),
                                "scores": minicnn.Tensor._wrap(scores[keep])})
         return detections
-
-
-class TeachingFasterRCNN(_TwoStage):
-    """Faster R-CNN (module docstring, 3.): ``backbone`` (a module returning one
-    (N, ``out_channels``, H/s, W/s) map, s = ``stride``), a :class:`TeachingRPN` on that
-    map, and a :class:`TwoStageHead` on the same map.
-
-    ``forward(images, targets=None)``: images (N, C, H, W) or a list of (C, H, W) of one
-    size; targets one dict per image with ``boxes`` (K, 4) xyxy pixels and ``labels``
-    (K,) in 1..num_classes-1. Training: ``{"loss_objectness", "loss_rpn_box_reg",
-    "loss_classifier", "loss_box_reg"}``; eval: per image ``boxes``, ``labels``, ``scores``
-    (softmax probabilities).
-    """
-
-    def __init__(self, backbone, num_classes, rpn=None, head=None, stride=None, **kwargs):
-        super().__init__(num_classes, **kwargs)
-        channels, stride = _backbone_geometry("TeachingFasterRCNN", backbone, stride)
-        self.backbone = backbone
-        self.rpn = TeachingRPN(channels) if rpn is None else rpn
-        self.roi_heads = TwoStageHead(channels, self.num_classes, 1.0 / stride) \
-            if head is None else head
-
-    def forward(self, images, targets=None):
-        x, targets = self._inputs(images, targets)
-        features = self.backbone(x)                                  # (N, C, H/s, W/s)
-        image_list = ImageList(x, [tuple(x.shape[-2:])] * x.shape[0])
-        proposals, rpn_losses = self.rpn(image_list, features,
-                                         targets if self.training else None)
-        if self.training:
-            rois, labels, regression_targets = self.select_training_samples(proposals,
-                                                                            targets)
-        else:
-            rois = _batch_rois(proposals, features.array)
-        class_logits, box_regression = self.roi_heads(features, rois)
-        if self.training:
-            loss_classifier, loss_box_reg = fast_rcnn_loss(
-                class_logits, box_regression, minicnn.Tensor._wrap(labels),
-                minicnn.Tensor._wrap(regression_targets))
-            return {**rpn_losses, "loss_classifier": loss_classifier,
-                    "loss_box_reg": loss_box_reg}
-        with minicnn.no_grad():
-            scores = F.softmax(class_logits, dim=-1).array[:, 1:]
-        return self.postprocess_detections(scores, box_regression.array, rois,
-                                           tuple(x.shape[-2:]), x.shape[0])
-
-
-class FastRCNN(_TwoStage):
-    """Fast R-CNN (module docstring, 2.): external proposals (``proposals``: a function
-    from one (C, H, W) host image to (P, 4) boxes; default selective search), one shared
-    feature map from ``backbone``, and a :class:`TwoStageHead` with ``roi_pool`` 7x7.
-    Training: ``{"loss_classifier", "loss_box_reg"}``; eval as
-    :class:`TeachingFasterRCNN`."""
-
-    def __init__(self, backbone, num_classes, proposals=None, head=None, stride=None,
-                 **kwargs):
-        super().__init__(num_classes, **kwargs)
-        channels, stride = _backbone_geometry("FastRCNN", backbone, stride)
-        self.backbone = backbone
-        self.proposer = _CachedProposals(proposals)
-        self.roi_heads = TwoStageHead(channels, self.num_classes, 1.0 / stride) \
-            if head is None else head
-
-    def forward(self, images, targets=None):
-        x, targets = self._inputs(images, targets)
-        proposals = self.proposer(x)
-        features = self.backbone(x)
-        if self.training:
-            rois, labels, regression_targets = self.select_training_samples(proposals,
-                                                                            targets)
-        else:
-            rois = _batch_rois(proposals, features.array)
-        class_logits, box_regression = self.roi_heads(features, rois)
-        if self.training:
-            loss_classifier, loss_box_reg = fast_rcnn_loss(
-                class_logits, box_regression, minicnn.Tensor._wrap(labels),
-                minicnn.Tensor._wrap(regression_targets))
-            return {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
-        with minicnn.no_grad():
-            scores = F.softmax(class_logits, dim=-1).array[:, 1:]
-        return self.postprocess_detections(scores, box_regression.array, rois,
-                                           tuple(x.shape[-2:]), x.shape[0])
 
 
 class RCNN(_TwoStage):
@@ -525,6 +465,62 @@ class RCNN(_TwoStage):
             return {"loss_svm": svm_hinge_loss(scores, labels), "loss_box_reg": box_loss}
         return self.postprocess_detections(scores.array, box_regression.array, rois,
                                            tuple(x.shape[-2:]), x.shape[0])
+
+
+class FastRCNN(_TwoStage):
+    """Fast R-CNN (module docstring, 2.): external proposals (``proposals``: a function
+    from one (C, H, W) host image to (P, 4) boxes; default selective search), one shared
+    feature map from ``backbone``, and a :class:`TwoStageHead` with ``roi_pool`` 7x7.
+
+    ``forward(images, targets=None)``: images (N, C, H, W) or a list of (C, H, W) of one
+    size; targets one dict per image with ``boxes`` (K, 4) xyxy pixels and ``labels``
+    (K,) in 1..num_classes-1. Training: ``{"loss_classifier", "loss_box_reg"}``; eval: per
+    image ``boxes``, ``labels``, ``scores`` (softmax probabilities).
+    """
+
+    def __init__(self, backbone, num_classes, proposals=None, head=None, stride=None,
+                 **kwargs):
+        super().__init__(num_classes, **kwargs)
+        channels, stride = _backbone_geometry("FastRCNN", backbone, stride)
+        self.backbone = backbone
+        self.proposer = _CachedProposals(proposals)
+        self.roi_heads = TwoStageHead(channels, self.num_classes, 1.0 / stride) \
+            if head is None else head
+
+    def forward(self, images, targets=None):
+        x, targets = self._inputs(images, targets)
+        proposals = self.proposer(x)                                 # on the host
+        features = self.backbone(x)                                  # (N, C, H/s, W/s)
+        return self.fast_rcnn_stage(features, proposals, targets, tuple(x.shape[-2:]))
+
+
+class TeachingFasterRCNN(_TwoStage):
+    """Faster R-CNN (module docstring, 3.): :class:`FastRCNN` with its proposals made by
+    a :class:`TeachingRPN` on the same feature map instead of selective search.
+    ``backbone`` returns one (N, ``out_channels``, H/s, W/s) map, s = ``stride``; the
+    :class:`TwoStageHead` pools from that map too.
+
+    ``forward(images, targets=None)`` as :class:`FastRCNN`'s; training returns the RPN's
+    losses too: ``{"loss_objectness", "loss_rpn_box_reg", "loss_classifier",
+    "loss_box_reg"}`` (the papers' approximate joint training minimises their sum).
+    """
+
+    def __init__(self, backbone, num_classes, rpn=None, head=None, stride=None, **kwargs):
+        super().__init__(num_classes, **kwargs)
+        channels, stride = _backbone_geometry("TeachingFasterRCNN", backbone, stride)
+        self.backbone = backbone
+        self.rpn = TeachingRPN(channels) if rpn is None else rpn
+        self.roi_heads = TwoStageHead(channels, self.num_classes, 1.0 / stride) \
+            if head is None else head
+
+    def forward(self, images, targets=None):
+        x, targets = self._inputs(images, targets)
+        features = self.backbone(x)                                  # (N, C, H/s, W/s)
+        image_list = ImageList(x, [tuple(x.shape[-2:])] * x.shape[0])
+        proposals, rpn_losses = self.rpn(image_list, features,
+                                         targets if self.training else None)
+        out = self.fast_rcnn_stage(features, proposals, targets, tuple(x.shape[-2:]))
+        return {**rpn_losses, **out} if self.training else out
 
 
 # ======================================================================== helpers
@@ -674,11 +670,14 @@ def fast_rcnn_small(num_classes=4, in_channels=3, width=16, representation_size=
 
 
 def rcnn_small(num_classes=4, in_channels=3, width=16, warp=32, feature_dim=128,
-               proposals=None, **kwargs):
+               proposals=None, batch_size_per_image=16, **kwargs):
     """A small R-CNN for the generated shapes: selective-search proposals warped to
     ``warp`` x ``warp`` (32), a CNN of three 3x3 convolution + BN + ReLU + 2x2 pool blocks
     (``width`` x (1, 2, 4) filters) and a fully connected layer to ``feature_dim``
-    features, per-class SVMs and box regressors. ``kwargs`` go to :class:`RCNN`."""
+    features, per-class SVMs and box regressors. Training warps ``batch_size_per_image``
+    sampled proposals per image (16, a quarter foreground: 512 crops for a batch of 32
+    images; the paper's mini-batch is 128 windows, 32 of them positive), since every crop
+    costs a CNN pass. ``kwargs`` go to :class:`RCNN`."""
     warp = positive_int("rcnn_small", "warp", warp)
     if warp % 8:
         raise ValueError(f"rcnn_small: warp must be a multiple of 8 (three 2x2 pools), got "
@@ -688,4 +687,44 @@ def rcnn_small(num_classes=4, in_channels=3, width=16, warp=32, feature_dim=128,
     features = nn.Sequential(trunk, nn.Flatten(),
                              nn.Linear(4 * width * (warp // 8) ** 2, feature_dim),
                              nn.ReLU(inplace=True))
-    return RCNN(features, feature_dim, num_classes, proposals=proposals, warp=warp, **kwargs)
+    return RCNN(features, feature_dim, num_classes, proposals=proposals, warp=warp,
+                batch_size_per_image=batch_size_per_image, **kwargs)
+
+
+def maskrcnn_small(num_classes=4, in_channels=3, width=16, image_size=64,
+                   sizes=(16, 24, 36), aspect_ratios=(0.5, 1.0, 2.0), **kwargs):
+    """The step after Faster R-CNN, Mask R-CNN (He, Gkioxari, Dollár & Girshick 2017), at
+    the scale of the shapes -- built from torchvision's generic
+    :class:`~minicnn.models.detection.mask_rcnn.MaskRCNN` rather than written out here:
+    the backbone and anchors of :func:`faster_rcnn_small` (one stride-4 map of
+    ``4 * width`` channels), RoIAlign 7x7 for the boxes (``TwoMLPHead`` 128 wide, 32
+    RoIs per image) and 14x14 for the masks, a mask head of two 3x3 convolutions
+    (``2 * width`` channels) and the 2x2 transposed convolution to 28x28 masks, one per
+    class (binary cross-entropy on the true class's mask only). Images are ``image_size`` squares already normalised (no
+    resizing, no further normalisation). ``kwargs`` go to ``MaskRCNN`` (torchvision's
+    argument names: ``box_score_thresh``, ``rpn_post_nms_top_n_test``, ...).
+    """
+    from minicnn.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from minicnn.models.detection.mask_rcnn import (MaskRCNN, MaskRCNNHeads,
+                                                    MaskRCNNPredictor)
+    from minicnn.models.detection.rpn import RPNHead
+    from minicnn.ops import MultiScaleRoIAlign
+    num_classes = positive_int("maskrcnn_small", "num_classes", num_classes)
+    backbone = SmallBackbone(_cfg(width), in_channels)
+    channels = backbone.out_channels
+    anchors = AnchorGenerator((tuple(sizes),), (tuple(aspect_ratios),))
+    defaults = dict(
+        min_size=image_size, max_size=image_size,
+        image_mean=[0.0] * in_channels, image_std=[1.0] * in_channels,
+        rpn_anchor_generator=anchors,
+        rpn_head=RPNHead(channels, anchors.num_anchors_per_location()[0]),
+        rpn_pre_nms_top_n_train=300, rpn_pre_nms_top_n_test=300,
+        rpn_post_nms_top_n_train=150, rpn_post_nms_top_n_test=100,
+        box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
+        box_head=TwoMLPHead(channels * 7 * 7, 128),
+        box_predictor=FastRCNNPredictor(128, num_classes),
+        box_batch_size_per_image=32,
+        mask_roi_pool=MultiScaleRoIAlign(["0"], 14, 2),
+        mask_head=MaskRCNNHeads(channels, (channels // 2, channels // 2), 1),
+        mask_predictor=MaskRCNNPredictor(channels // 2, channels // 2, num_classes))
+    return MaskRCNN(backbone, None, **{**defaults, **kwargs})
