@@ -1,11 +1,12 @@
 """Run by tests/distributed/test_mpi.py, under ``mpiexec -n N`` or alone.
 
-    python ddp_worker.py equivalence MODEL STEPS GLOBAL_BATCH OUT.npz
+    python ddp_worker.py equivalence MODEL STEPS GLOBAL_BATCH OUT.npz [DTYPE]
         trains MODEL for STEPS steps of SGD (momentum, weight decay) on fixed random data,
         each rank on its 1/N of every global batch (DistributedDataParallel over a
         DistributedSampler); rank 0 saves the final weights. Alone, with N = 1, it is the
         one-process reference. Batch normalisation layers become SyncBatchNorm, so that
         the ranks normalise with the global batch's statistics (alone: BatchNorm).
+        DTYPE: float32 (default) or float64.
     python ddp_worker.py die SECONDS
         rank 1 leaves at once; rank 0 tries an allreduce with a SECONDS deadline and
         prints the error it gets.
@@ -22,7 +23,7 @@ from minicnn.data import DataLoader, TensorDataset
 from minicnn.nn import functional as F
 
 
-def equivalence(model_name, steps, global_batch, out):
+def equivalence(model_name, steps, global_batch, out, dtype="float32"):
     comm = dist.init_process_group()
     minicnn.manual_seed(0)
     if model_name == "lenet5":
@@ -31,7 +32,8 @@ def equivalence(model_name, steps, global_batch, out):
     else:
         model, shape = models.get_model(model_name, num_classes=10, in_channels=3), (3, 16, 16)
     data = np.random.default_rng(1)
-    images = data.standard_normal((global_batch * steps,) + shape).astype(np.float32)
+    images = data.standard_normal((global_batch * steps,) + shape).astype(dtype)
+    model.to(np.dtype(dtype))
     labels = data.integers(0, 10, len(images))
     if comm.rank == 1:      # another rank's initial weights: the broadcast must replace them
         for p in model.parameters():
@@ -67,6 +69,6 @@ def die(seconds):
 
 if __name__ == "__main__":
     if sys.argv[1] == "equivalence":
-        equivalence(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+        equivalence(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], *sys.argv[6:])
     else:
         die(sys.argv[2])
