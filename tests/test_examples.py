@@ -149,3 +149,25 @@ def test_maskrcnn_checkpoint_without_a_checkpoint_says_what_is_needed(tmp_path):
     assert "random weights" in run.stdout and "detections in" in run.stdout
     assert "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in run.stdout
     assert (tmp_path / "random.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_faster_rcnn_shapes_trains_the_teaching_faster_rcnn(tmp_path):
+    """Issue 11's teaching Faster R-CNN as a plain loop: a short run (5 epochs on 640
+    images) prints the four losses, and its test mAP@0.5 beats a bar an untrained or
+    broken model misses (measured: 0.354 after 25 s on a quiet machine, 0.045 after the first epoch)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "faster_rcnn_shapes.py"),
+                          "--epochs", "5", "--train-size", "640", "--test-size", "60",
+                          "--no-augment"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "faster_rcnn_small: " in run.stdout
+    lines = [line for line in run.stdout.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 5
+    for name in ("objectness", "rpn_box_reg", "classifier", "box_reg"):
+        assert f"({name} " in lines[0] or f", {name} " in lines[0]
+    losses = [float(line.split()[3]) for line in lines]
+    assert losses[-1] < losses[0]
+    mean_ap = float(run.stdout.split("test mAP@0.5 ")[-1].split()[0])
+    assert mean_ap > 0.2
