@@ -129,6 +129,10 @@ class Trainer:
         self.network = model.module if self.comm is not None else model
         if self.comm is not None and self.comm.rank != 0:
             self.out_dir, self.progress, self.log = None, False, False
+        if self.comm is not None and not hasattr(task.metrics(), "reduce"):
+            raise NotImplementedError(
+                f"Trainer: {type(task).__name__}'s metrics cannot be summed over ranks yet; "
+                "train this task in one process")
         self.model.to(self.device)
 
     # ---------------------------------------------------------------- fitting
@@ -244,10 +248,6 @@ class Trainer:
         hold the sums over every rank."""
         if self.comm is None or self.comm.size == 1:
             return
-        if not hasattr(metrics, "reduce"):
-            raise NotImplementedError(
-                f"Trainer: {type(self.task).__name__}'s metrics cannot be summed over ranks "
-                "yet; train this task in one process")
         losses.reduce(self.comm)
         metrics.reduce(self.comm)
 

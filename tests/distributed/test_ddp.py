@@ -225,3 +225,12 @@ def test_ranks_on_one_machine_share_its_cores(monkeypatch):
             numba.set_num_threads(numba_before)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")       # the user's choice stands
     assert process_group._share_cores(None) is None
+
+
+def test_the_trainer_refuses_a_task_whose_metrics_it_cannot_sum():
+    from minicnn.train import Detection, Trainer
+    from minicnn import optim
+    model = nn.Linear(2, 2)
+    ddp = dist.DistributedDataParallel(model, process_group=dist.LocalCommunicator())
+    with pytest.raises(NotImplementedError, match="Detection's metrics cannot be summed"):
+        Trainer(ddp, optim.SGD(model.parameters(), lr=0.1), task=Detection(2))
