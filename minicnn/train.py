@@ -855,9 +855,10 @@ class Mean:
         return {key: total / max(self.count, 1) for key, total in self.sums.items()}
 
     def reduce(self, comm):
-        """Sum the counts and sums over the ranks (the same keys on every rank)."""
-        keys = sorted(self.sums)
-        totals = comm.allreduce(np.array([self.count] + [self.sums[k] for k in keys],
+        """Sum the counts and sums over the ranks (a rank that saw no batch has no keys:
+        they are agreed on first)."""
+        keys = sorted(set().union(*comm.allgather_object(sorted(self.sums))))
+        totals = comm.allreduce(np.array([self.count] + [self.sums.get(k, 0.0) for k in keys],
                                          dtype=np.float64), "allreduce of the epoch's losses")
         self.count = int(round(totals[0]))
         self.sums = dict(zip(keys, totals[1:].tolist()))

@@ -234,3 +234,23 @@ def test_the_trainer_refuses_a_task_whose_metrics_it_cannot_sum():
     ddp = dist.DistributedDataParallel(model, process_group=dist.LocalCommunicator())
     with pytest.raises(NotImplementedError, match="Detection's metrics cannot be summed"):
         Trainer(ddp, optim.SGD(model.parameters(), lr=0.1), task=Detection(2))
+
+
+def test_epoch_means_are_summed_over_ranks_even_where_a_rank_saw_nothing():
+    from minicnn.train import Accuracy, Mean
+
+    def rank(r, comm):
+        mean, accuracy = Mean(), Accuracy()
+        if r == 0:
+            mean.update({"loss": 2.0}, 3)
+            accuracy.update(minicnn.tensor([[0.0, 1.0]] * 3), (None, minicnn.tensor([1, 1, 0])))
+        else:
+            mean.update({"loss": 4.0}, 1)
+        if r == 2:
+            mean = Mean()                    # this rank had no batch at all
+        mean.reduce(comm)
+        accuracy.reduce(comm)
+        return mean.compute(), mean.count, accuracy.compute()["accuracy"]
+    for means, count, acc in ranks(3, rank):
+        assert count == 4 and means == {"loss": pytest.approx((2.0 * 3 + 4.0) / 4)}
+        assert acc == pytest.approx(2 / 3)
