@@ -84,7 +84,7 @@ from minicnn.ops import (AnchorGenerator, BalancedPositiveNegativeSampler, BoxCo
 
 __all__ = ["RCNN", "FastRCNN", "TeachingFasterRCNN", "TeachingRPN", "TwoStageHead",
            "fast_rcnn_loss", "svm_hinge_loss", "rcnn_small", "fast_rcnn_small",
-           "faster_rcnn_small"]
+           "faster_rcnn_small", "maskrcnn_small"]
 
 
 # ====================================================================== the losses
