@@ -232,7 +232,7 @@ class MPICommunicator(Communicator):
 def _host_buffer(array):
     """``(host array, finish)``: the array itself when it is a contiguous NumPy array,
     else a host copy and a ``finish()`` that writes the result back."""
-    if isinstance(array, np.ndarray):
+    if not backend._is_cupy_array(array):
         if not array.flags.c_contiguous:
             raise ValueError("minicnn.distributed: collectives need contiguous arrays")
         return array, (lambda: None)
