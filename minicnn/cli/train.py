@@ -732,6 +732,10 @@ def _set_up(args, resumed, comm=None):
     device = backend.Device(args.device)
     if device.type == "cuda" and not backend.is_cuda_available():
         backend.cupy()                 # raises with the reason (no CuPy / no GPU)
+    if comm is not None and device.type == "cuda" and ":" not in str(args.device):
+        # ranks on one machine take its GPUs in turn (gradients still meet through MPI)
+        gpus = backend.cupy().cuda.runtime.getDeviceCount()
+        device = backend.Device(f"cuda:{dist.comm._local_rank(comm) % gpus}")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out!r} is a file; give a folder for the run")
     if not args.overwrite and holds_run(args.out) and not (

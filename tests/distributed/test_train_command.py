@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import minicnn
+from minicnn import distributed as dist
 from minicnn.cli.train import cli_main
 
 pytestmark = mpi_launch.requires_mpi
@@ -108,3 +109,30 @@ def test_sync_bn_trains_a_batch_norm_model_on_two_ranks_as_one_process(tmp_path)
 def test_sync_bn_needs_distributed(capsys):
     assert cli_main(["--sync-bn", "--epochs", "1"]) == 2
     assert "--sync-bn synchronises batch normalisation" in capsys.readouterr().err
+
+
+def test_distributed_on_the_fake_gpu_takes_the_ranks_gpu(tmp_path, monkeypatch):
+    """``--device cuda`` names no GPU: each rank takes the one of its local rank (here the
+    only one, of rank 0 of 1), and the gradients, CuPy arrays, meet through MPI via the
+    host."""
+    import fake_cupy
+    fake_cupy.install(monkeypatch)
+    from minicnn.cli import train as command
+    seen = []
+    real = command.Trainer
+
+    def spy(*args, **kwargs):
+        seen.append(str(kwargs["device"]))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(command, "Trainer", spy)
+    staged = []
+    host_buffer = dist.comm._host_buffer
+    monkeypatch.setattr(dist.comm, "_host_buffer",
+                        lambda a: staged.append(type(a).__module__) or host_buffer(a))
+    assert cli_main(["--distributed", "--device", "cuda", "--dataset", "synthetic",
+                     "--subset", "32", "--batch-size", "16", "--epochs", "1", "--quiet",
+                     "--workers", "0", "--out", str(tmp_path / "run")]) == 0
+    assert seen == ["cuda:0"]
+    # two steps, LeNet-5's gradients in one bucket each, on the device
+    assert sum(m.startswith("cupy") for m in staged) == 2
+    assert (tmp_path / "run" / "checkpoint.npz").exists()
