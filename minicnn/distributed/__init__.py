@@ -4,7 +4,8 @@ CuPy for GPUs).
     # mpiexec -n 2 python train.py
     from minicnn import distributed as dist
     dist.init_process_group()                      # rank and world size from MPI
-    model = dist.DistributedDataParallel(build_model())
+    model = dist.SyncBatchNorm.convert_sync_batchnorm(build_model())   # optional
+    model = dist.DistributedDataParallel(model)
     sampler = dist.DistributedSampler(train_set, seed=0)
     loader = DataLoader(train_set, batch_size=32, sampler=sampler)   # 32 per rank
     for epoch in range(epochs):

@@ -24,9 +24,14 @@ Inside :meth:`no_sync` the hooks do nothing: gradients accumulate locally, and t
 backward after the block reduces the accumulated sum (gradient accumulation without a
 collective per micro-batch).
 
+MPI moves a non-blocking collective on only while some call polls it, so each gradient
+hook polls the allreduces under way (MPICH's ``MPIR_CVAR_ASYNC_PROGRESS=1`` adds a thread
+that does it all the time).
+
 Batch normalisation computes its statistics on each rank's own batch (as PyTorch's
 ``BatchNorm2d`` under DDP); only the running statistics are synchronised, by the
-broadcast of step 2.
+broadcast of step 2. :class:`~minicnn.distributed.SyncBatchNorm` normalises with the
+global batch's instead.
 
 Departures from PyTorch: buckets are not rebuilt from the order observed in the first
 iteration; a parameter that received no gradient on a rank contributes zeros to the
