@@ -800,8 +800,9 @@ def _set_up(args, resumed, comm=None):
                       overwrite=args.overwrite)
     if resumed:
         trainer.load_checkpoint(args.resume, train_loader, test_loader)
-        if comm is not None:
-            train_loader.sampler.seed = train_loader.seed     # the saved shuffle
+        if comm is not None:                   # rank 0's seed was saved: the shuffle's
+            train_loader.sampler.seed = train_loader.seed
+            train_loader.seed = _rank_seed(train_loader.seed, comm.rank)
     return trainer, (train_loader, test_loader), (train_set, test_set, size)
 
 
@@ -810,15 +811,22 @@ def _distributed_loaders(args, comm, train_set, test_set, test_batch, collate):
     from the seed a one-process loader would draw (so the ranks' batches of a step together
     are that run's batch), ``batch_size / ranks`` examples per step; and every
     ``ranks``-th test image from this rank's index (no padding: the summed metrics count
-    each image once)."""
+    each image once). The loader's own seed, which only draws the random augmentation
+    once a sampler orders the data, is the shuffle's plus the rank: each rank crops and
+    flips from its own stream (rank 0's is a one-process run's)."""
     seed = int(backend.get_rng(np).integers(0, 2 ** 63 - 1))   # what DataLoader draws
     sampler = dist.DistributedSampler(train_set, comm.size, comm.rank, shuffle=True,
                                       seed=seed)
     train_loader = DataLoader(train_set, batch_size=args.batch_size // comm.size,
-                              sampler=sampler, num_workers=args.workers, seed=seed, **collate)
+                              sampler=sampler, num_workers=args.workers,
+                              seed=_rank_seed(seed, comm.rank), **collate)
     share = Subset(test_set, list(range(comm.rank, len(test_set), comm.size)))
     test_loader = DataLoader(share, batch_size=test_batch, num_workers=args.workers, **collate)
     return train_loader, test_loader
+
+
+def _rank_seed(seed, rank):
+    return (seed + rank) % (2 ** 63 - 1)
 
 
 def _set_up_gan(args, resumed, device):

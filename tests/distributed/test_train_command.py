@@ -136,3 +136,19 @@ def test_distributed_on_the_fake_gpu_takes_the_ranks_gpu(tmp_path, monkeypatch):
     # two steps, LeNet-5's gradients in one bucket each, on the device
     assert sum(m.startswith("cupy") for m in staged) == 2
     assert (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_each_rank_augments_from_its_own_stream_and_shuffles_from_the_shared_one():
+    import types
+
+    from minicnn.cli import train as command
+    data = list(range(10))
+    args = types.SimpleNamespace(batch_size=4, workers=0)
+
+    def rank(r):
+        minicnn.manual_seed(0)
+        comm = types.SimpleNamespace(rank=r, size=2)     # no collective is called
+        loader, _ = command._distributed_loaders(args, comm, data, data, 4, {})
+        return loader.seed, loader.sampler.seed
+    (aug0, shuffle0), (aug1, shuffle1) = rank(0), rank(1)
+    assert shuffle0 == shuffle1 == aug0 and aug1 == aug0 + 1
