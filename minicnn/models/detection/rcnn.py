@@ -649,7 +649,13 @@ def faster_rcnn_small(num_classes=4, in_channels=3, width=16, sizes=(16, 24, 36)
     ``representation_size`` wide), trained on ``batch_size_per_image`` RoIs per image
     (32: a batch of 32 images gives 1,024, where the paper's two images give 128).
     ``kwargs`` go to :class:`TeachingFasterRCNN` (``score_thresh``, ...).
-    ``num_classes`` counts the background."""
+    ``num_classes`` counts the background.
+
+    On the generated shapes (``minicnn train --task detection --model faster_rcnn_small
+    --epochs 8 --optimizer adam --lr 1e-3 --scheduler cosine``: 2,000 training images
+    with the default augmentation, weight decay 5e-4, batch 32) it reached mAP@0.5 97.9%
+    on the 300 test images in 586 s on the shared 2-core machine (70.0% after the third
+    epoch; 521,345 parameters)."""
     backbone = SmallBackbone(_cfg(width), in_channels)
     rpn = TeachingRPN(backbone.out_channels, sizes, aspect_ratios)
     head = TwoStageHead(backbone.out_channels, num_classes, 1.0 / backbone.stride,
@@ -661,8 +667,15 @@ def faster_rcnn_small(num_classes=4, in_channels=3, width=16, sizes=(16, 24, 36)
 def fast_rcnn_small(num_classes=4, in_channels=3, width=16, representation_size=128,
                     proposals=None, **kwargs):
     """A small Fast R-CNN for the generated shapes: selective-search proposals
-    (``proposals``), the backbone of :func:`faster_rcnn_small`, a :class:`TwoStageHead`.
-    ``kwargs`` go to :class:`FastRCNN`."""
+    (``proposals``), the backbone of :func:`faster_rcnn_small`, a :class:`TwoStageHead`
+    trained on 64 RoIs per image (the paper's 64). ``kwargs`` go to :class:`FastRCNN`.
+
+    ``minicnn train --task detection --model fast_rcnn_small --epochs 8 --optimizer adam
+    --lr 1e-3 --scheduler cosine --no-augment`` (no augmentation, so that each image's
+    proposals are computed once): mAP@0.5 99.4% on the 300 test images in 500 s on the
+    shared 2-core machine, 185 s of it the first epoch, which runs selective search on
+    all 2,300 images. Selective search finds every shape (recall 1.0 at IoU 0.5), which
+    makes the second stage's job easier than behind a young RPN."""
     backbone = SmallBackbone(_cfg(width), in_channels)
     head = TwoStageHead(backbone.out_channels, num_classes, 1.0 / backbone.stride,
                         representation_size=representation_size)
@@ -677,7 +690,12 @@ def rcnn_small(num_classes=4, in_channels=3, width=16, warp=32, feature_dim=128,
     features, per-class SVMs and box regressors. Training warps ``batch_size_per_image``
     sampled proposals per image (16, a quarter foreground: 512 crops for a batch of 32
     images; the paper's mini-batch is 128 windows, 32 of them positive), since every crop
-    costs a CNN pass. ``kwargs`` go to :class:`RCNN`."""
+    costs a CNN pass. ``kwargs`` go to :class:`RCNN`.
+
+    The command of :func:`fast_rcnn_small` with ``--model rcnn_small``: mAP@0.5 96.4% on
+    the 300 test images in 1,384 s on the shared (then busy) 2-core machine; each epoch
+    runs the CNN on 32,000 crops in training and about 29,000 (every proposal of the
+    test images) in evaluation, where Fast R-CNN runs it on 2,300 images."""
     warp = positive_int("rcnn_small", "warp", warp)
     if warp % 8:
         raise ValueError(f"rcnn_small: warp must be a multiple of 8 (three 2x2 pools), got "
