@@ -171,3 +171,27 @@ def test_faster_rcnn_shapes_trains_the_teaching_faster_rcnn(tmp_path):
     assert losses[-1] < losses[0]
     mean_ap = float(run.stdout.split("test mAP@0.5 ")[-1].split()[0])
     assert mean_ap > 0.2
+
+
+@pytest.mark.slow
+def test_mask_rcnn_shapes_reports_box_map_and_mask_iou(tmp_path):
+    """The small Mask R-CNN (torchvision's MaskRCNN on the teaching backbone) as a plain
+    loop: a short run (4 epochs on 640 images) prints the five losses, and its matched
+    detections' masks overlap the true ones (measured: box mAP@0.5 0.49, mean mask IoU
+    0.62 on 21 matched detections, 80 s on the shared machine; the full run: 0.979 and
+    0.847 on 566)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "mask_rcnn_shapes.py"),
+                          "--epochs", "4", "--train-size", "640", "--test-size", "40",
+                          "--no-augment"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stdout.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 4 and "mask " in lines[0]
+    losses = [float(line.split()[3]) for line in lines]
+    assert losses[-1] < losses[0]
+    result = run.stdout.split("test mAP@0.5 ")[-1]
+    box_map = float(result.split(",")[0])
+    mask_iou = float(result.split("mean mask IoU ")[1].split()[0])
+    matched = int(result.split(" on ")[1].split()[0])
+    assert box_map > 0.2 and matched >= 5 and mask_iou > 0.4, result
