@@ -22,7 +22,7 @@ from . import segmentation                                             # noqa: F
 from .segmentation import fcn32s, fcn16s, fcn8s, fcn_resnet50, unet    # noqa: F401
 from . import detection                                                # noqa: F401
 from .detection import yolo_v1, yolo_v1_small, ssd300_vgg16, ssd_small  # noqa: F401
-from .detection import rcnn_small, fast_rcnn_small, faster_rcnn_small  # noqa: F401
+from .detection import rcnn_small, fast_rcnn_small, faster_rcnn_small, maskrcnn_small  # noqa: F401,E501
 from .detection import fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn  # noqa: F401
 from . import gan                                                      # noqa: F401
 from .gan import dcgan_generator, dcgan_discriminator                  # noqa: F401
@@ -75,6 +75,7 @@ _DETECTORS = {
     "rcnn_small": (rcnn_small, (3, 64, 64)),
     "fast_rcnn_small": (fast_rcnn_small, (3, 64, 64)),
     "faster_rcnn_small": (faster_rcnn_small, (3, 64, 64)),
+    "maskrcnn_small": (maskrcnn_small, (3, 64, 64)),      # torchvision's MaskRCNN, small
     # torchvision's two-stage detectors: any image, resized to a shorter side of 800
     "fasterrcnn_resnet50_fpn": (fasterrcnn_resnet50_fpn, (3, 800, 800)),
     "maskrcnn_resnet50_fpn": (maskrcnn_resnet50_fpn, (3, 800, 800)),
