@@ -2,7 +2,7 @@
 
 Three small models, each readable next to its paper, trained on the generated shapes by
 ``minicnn train --task detection --model rcnn_small | fast_rcnn_small |
-faster_rcnn_small``. They follow torchvision's detector convention (as SSD and YOLO here):
+faster_rcnn_small | maskrcnn_small``. They follow torchvision's detector convention (as SSD and YOLO here):
 ``model(images, targets)`` in training mode returns a dict of losses, ``model(images)``
 in eval mode one dict per image of ``boxes`` (xyxy pixels), ``labels`` (1.., class 0 is
 the background) and ``scores``. torchvision's big, generic ``FasterRCNN`` lives in
@@ -30,6 +30,10 @@ the background) and ``scores``. torchvision's big, generic ``FasterRCNN`` lives 
    k = 9 anchors (3 sizes x 3 aspect ratios) as object / not object and regresses a box
    from each; the best boxes after NMS at IoU 0.7 are the proposals of the Fast R-CNN
    head. Training samples 256 anchors per image, at most half of them positive.
+4. **Mask R-CNN** (He, Gkioxari, Dollár & Girshick, ICCV 2017) adds a third branch, a
+   small convolutional network on 14x14 RoIAlign features that predicts a 28x28 mask per
+   class for every box. :func:`maskrcnn_small` builds it from torchvision's generic
+   ``MaskRCNN`` (``mask_rcnn.py``) on this backbone: the next step is the real thing.
 
 Box offsets are R-CNN's parametrisation (its appendix C; :class:`minicnn.ops.BoxCoder`):
 ``t = (wx (x - x_a)/w_a, wy (y - y_a)/h_a, ww log(w/w_a), wh log(h/h_a))``, with weights
