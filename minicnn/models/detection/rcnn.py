@@ -5,8 +5,9 @@ Three small models, each readable next to its paper, trained on the generated sh
 faster_rcnn_small`` (and a fourth step, ``maskrcnn_small``). They follow torchvision's
 detector convention (as SSD and YOLO here): ``model(images, targets)`` in training mode
 returns a dict of losses, ``model(images)`` in eval mode one dict per image of ``boxes``
-(xyxy pixels), ``labels`` (1.., class 0 is the background) and ``scores``. torchvision's big, generic ``FasterRCNN`` lives in
-``faster_rcnn.py``; these are the steps that lead to it, each self-contained.
+(xyxy pixels), ``labels`` (1.., class 0 is the background) and ``scores``.
+torchvision's big, generic ``FasterRCNN`` lives in ``faster_rcnn.py``; these are the
+steps that lead to it, each self-contained.
 
 1. **R-CNN** (Girshick, Donahue, Darrell & Malik, CVPR 2014, arXiv 1311.2524).
    Region proposals from a non-CNN method (selective search: :mod:`.proposals`), each
