@@ -736,6 +736,11 @@ def _label_array(labels, count, num_classes, name, op):
         raise TypeError(f"{op}: {name} must hold integer class indices, got dtype "
                         f"{labels.dtype}")
     labels = labels.astype(np.int64).reshape(count)
+    if num_classes is None:                     # any class index (MaskIoUMetric)
+        if (labels < 0).any():
+            raise ValueError(f"{op}: {name} holds class {int(labels[labels < 0][0])}; "
+                             "expected class indices >= 0")
+        return labels
     bad = (labels < 0) | (labels >= num_classes)
     if bad.any():
         raise ValueError(f"{op}: {name} holds class {int(labels[bad][0])}, outside "
@@ -868,3 +873,126 @@ def mask_iou(masks1, masks2):
 
 
 __all__.append("mask_iou")
+
+
+class MaskIoUMetric:
+    """Instance segmentation's mean mask IoU on matched detections, streaming (as Mask
+    R-CNN's examples report it next to the boxes' mAP).
+
+    Per image and class, the detections scoring at least ``min_score`` (the others are
+    dropped first) are matched to the objects by PASCAL VOC's rule
+    (:func:`match_detections`: same class, box IoU >= ``iou_threshold``, by decreasing
+    score, first come); each true positive's mask, thresholded at ``threshold``
+    (``p >= threshold``), is compared with its object's mask by :func:`mask_iou`.
+    Unmatched detections, duplicates, detections on ``difficult`` objects and class 0 (the
+    background) add nothing. Only the sum of the IoUs and their count are kept.
+
+    Inputs, per image (torchvision's Mask R-CNN convention): a detection dict ``boxes``
+    (D, 4) xyxy, ``labels`` (D,), ``scores`` (D,), ``masks`` (D, 1, H, W) or (D, H, W)
+    probabilities; a target dict ``boxes`` (G, 4), ``labels`` (G,), ``masks`` (G, H, W)
+    (non-zero is in the mask), optionally ``difficult`` (G,). Tensors (on the CPU or a
+    GPU) or arrays; only the matched masks are copied to the host, thresholded, once per
+    field and batch.
+
+    :meth:`compute` returns ``{"mask_iou": mean, "matched": count}``; the mean is NaN
+    while nothing has been matched.
+
+    Example::
+
+        metric = MaskIoUMetric()
+        for images, targets in loader:
+            metric.update(model(images), targets)    # model in eval mode
+        metric.compute()["mask_iou"]
+    """
+
+    def __init__(self, min_score=0.5, threshold=0.5, iou_threshold=0.5):
+        op = "MaskIoUMetric"
+        for name, value in (("min_score", min_score), ("threshold", threshold)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+                    or not math.isfinite(value):
+                raise TypeError(f"{op}: {name} must be a finite number, got {value!r}")
+        if not 0 < threshold <= 1:
+            raise ValueError(f"{op}: threshold must be in (0, 1] (masks are "
+                             f"probabilities), got {threshold}")
+        self.min_score, self.threshold = float(min_score), float(threshold)
+        self.iou_threshold = _iou_threshold(iou_threshold, op, "iou_threshold")
+        self.reset()
+
+    def reset(self):
+        """Forget every image seen."""
+        self.total, self.matched, self.images = 0.0, 0, 0
+
+    def update(self, detections, targets):
+        """Add a batch: lists with one dict per image (see the class docstring). A batch
+        with a bad image adds nothing."""
+        op = "MaskIoUMetric.update"
+        images = _detection_batch(detections, targets, None, op)
+        picked, truths = [], []                  # per image: the matched masks, on device
+        for i, (boxes, labels, scores, gt_boxes, gt_labels, difficult) in enumerate(images):
+            pred = _mask_stack(detections[i].get("masks"), len(boxes), True,
+                               f"detections[{i}]['masks']", op)
+            true = _mask_stack(targets[i].get("masks"), len(gt_boxes), False,
+                               f"targets[{i}]['masks']", op)
+            if pred.shape[1:] != true.shape[1:]:
+                raise ValueError(f"{op}: detections[{i}]['masks'] are "
+                                 f"{tuple(pred.shape[1:])} but targets[{i}]['masks'] are "
+                                 f"{tuple(true.shape[1:])}; expected one image size")
+            keep = scores >= self.min_score
+            mine_all, theirs_all = [], []
+            for c in np.unique(labels[keep]):
+                if c == 0:
+                    continue                                     # the background
+                mine = np.flatnonzero(keep & (labels == c))
+                theirs = np.flatnonzero(gt_labels == c)
+                match = match_detections(boxes[mine], scores[mine], gt_boxes[theirs],
+                                         self.iou_threshold, difficult[theirs])
+                tp = match.tp.astype(bool)
+                mine_all.extend(mine[match.order[tp]].tolist())
+                theirs_all.extend(theirs[match.gt_index[tp]].tolist())
+            xp = backend.get_array_module(pred)
+            picked.append(pred[xp.asarray(mine_all, dtype=np.int64)] >= self.threshold)
+            truths.append(true[xp.asarray(theirs_all, dtype=np.int64)] != 0)
+        ious = [_paired_mask_iou(a, b) for a, b in zip(_batch_to_host(picked),
+                                                        _batch_to_host(truths))]
+        ious = np.concatenate(ious) if ious else np.zeros(0)
+        self.total += float(ious.sum())
+        self.matched += len(ious)
+        self.images += len(images)
+
+    def compute(self):
+        """``{"mask_iou": mean IoU of the matched masks (NaN before any), "matched":
+        their count}``."""
+        mean = self.total / self.matched if self.matched else math.nan
+        return {"mask_iou": mean, "matched": self.matched}
+
+    def __repr__(self):
+        return (f"MaskIoUMetric(min_score={self.min_score}, threshold={self.threshold}, "
+                f"iou_threshold={self.iou_threshold}, matched={self.matched})")
+
+
+def _mask_stack(masks, count, channel, name, op):
+    """One image's masks as an array on their device, (count, H, W); a detector's
+    (count, 1, H, W) when ``channel``."""
+    if masks is None:
+        raise ValueError(f"{op}: {name} is required (one mask per box)")
+    masks = masks.array if isinstance(masks, Tensor) else masks
+    if not backend._is_cupy_array(masks):
+        masks = np.asarray(masks)
+    if channel and masks.ndim == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    expected = "(D, 1, H, W) or (D, H, W)" if channel else "(G, H, W)"
+    if masks.ndim != 3 or masks.shape[0] != count:
+        raise ValueError(f"{op}: expected {name} of shape {expected} with {count} masks, "
+                         f"one per box, got shape {tuple(masks.shape)}")
+    return masks
+
+
+def _paired_mask_iou(a, b):
+    """IoU of ``a[k]`` with ``b[k]`` for each k (bool (K, H, W) each): the diagonal of
+    :func:`mask_iou`, 0 where both masks are empty."""
+    inter = (a & b).sum(axis=(1, 2)).astype(np.float64)
+    union = (a | b).sum(axis=(1, 2)).astype(np.float64)
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+__all__.append("MaskIoUMetric")
