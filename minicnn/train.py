@@ -628,7 +628,10 @@ class Detection(Task):
     dict per image of ``boxes``, ``labels`` and ``scores``, scored over the epoch as the
     mean average precision at IoU 0.5 (PASCAL VOC's all-point AP; objects marked
     ``difficult`` ignored) by :class:`minicnn.metrics.DetectionMetric`. Training batches
-    give the losses only: the mAP is measured on the evaluation set.
+    give the losses only: the mAP is measured on the evaluation set. When the detections
+    carry ``masks`` (Mask R-CNN) and the targets do too, the epoch also reports
+    ``mask_iou``, the mean mask IoU on matched detections scoring at least 0.5
+    (:class:`minicnn.metrics.MaskIoUMetric`); box-only detectors report no such key.
 
     A batch is ``(images, targets)`` as :func:`minicnn.data.detection_collate` makes it.
     After each epoch, besides the curves, it draws ``predictions/epoch-NNN.png``: the
@@ -642,7 +645,7 @@ class Detection(Task):
             lowest score of a box it draws.
     """
 
-    curves = ("map_50",)
+    curves = ("map_50", "mask_iou")          # mask_iou: only for detectors with masks
 
     def __init__(self, num_classes, class_names=None, coco=False, preview=4, min_score=0.3):
         self.num_classes, self.coco = int(num_classes), bool(coco)
@@ -918,13 +921,16 @@ class _SegmentationMeter:
 
 
 class _DetectionMeter:
-    """The epoch's matched detections per class (:class:`minicnn.metrics.DetectionMetric`)
-    and the first few images with their boxes, for the picture."""
+    """The epoch's matched detections per class (:class:`minicnn.metrics.DetectionMetric`),
+    their masks' IoU when the detector gives masks (:class:`minicnn.metrics.MaskIoUMetric`,
+    made at the first batch with masks on both sides), and the first few images with their
+    boxes, for the picture."""
 
     def __init__(self, num_classes, coco, preview):
         from .metrics import DetectionMetric
         thresholds = tuple(0.5 + 0.05 * i for i in range(10)) if coco else (0.5,)
         self.metric = DetectionMetric(num_classes, iou_thresholds=thresholds, coco=coco)
+        self.masks = None
         self.coco, self.preview, self.seen, self.examples = coco, preview, 0, []
 
     def update(self, detections, batch):
@@ -932,6 +938,12 @@ class _DetectionMeter:
             return
         images, targets = batch
         self.metric.update(detections, targets)
+        if self.masks is None and detections and all("masks" in d for d in detections) \
+                and all("masks" in t for t in targets):
+            from .metrics import MaskIoUMetric
+            self.masks = MaskIoUMetric()
+        if self.masks is not None:
+            self.masks.update(detections, targets)
         self.seen += len(detections)
         for i in range(min(self.preview - len(self.examples), len(detections))):
             host = {key: backend.to_device(_array(value), "cpu") for key, value in
@@ -947,7 +959,10 @@ class _DetectionMeter:
             return {}
         result = self.metric.compute()
         keys = ("map_50", "map") if self.coco else ("map_50",)
-        return {k: float(result[k]) for k in keys}
+        result = {k: float(result[k]) for k in keys}
+        if self.masks is not None:
+            result["mask_iou"] = float(self.masks.compute()["mask_iou"])
+        return result
 
 
 def _array(value):
@@ -974,7 +989,7 @@ def _prefixed(prefix, results):
 
 
 _SHORT = {"accuracy": "acc", "pixel_accuracy": "pixel acc", "mean_iou": "mIoU",
-          "map_50": "mAP@0.5", "map": "mAP@[.5:.95]"}
+          "map_50": "mAP@0.5", "map": "mAP@[.5:.95]", "mask_iou": "mask IoU"}
 
 
 def _is_fraction(name):
@@ -1070,8 +1085,8 @@ def plot_curves(history, path, keys=("loss", "accuracy")):
             ax.plot(epochs, [m[f"eval_{key}"] for m in history], "s-", label="test")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title({"mean_iou": "mean IoU", "map_50": "mAP@0.5",
-                      "map": "mAP@[.5:.95]"}.get(key, key.replace("_", " ")))
+        ax.set_title({"mean_iou": "mean IoU", "map_50": "mAP@0.5", "map": "mAP@[.5:.95]",
+                      "mask_iou": "mask IoU"}.get(key, key.replace("_", " ")))
         ax.grid(alpha=0.3)
         ax.legend()
     tmp = path + ".tmp.png"
