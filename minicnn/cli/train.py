@@ -554,8 +554,9 @@ _TASK_DEFAULTS = {
                        "scheduler": "cosine"},
     "segmentation": {"epochs": 8, "batch_size": 8, "optimizer": "adam",
                      "scheduler": "onecycle"},
-    # Detection: YOLO v1 (small) on the shapes reaches mAP@0.5 0.6 in 30 epochs with Adam
-    # at 2e-3 on a one-cycle schedule and the paper's augmentation (examples/yolo_shapes.py)
+    # Detection: YOLO v1 (small) on the shapes reaches mAP@0.5 0.85 in 30 epochs with Adam
+    # at 2e-3 on a one-cycle schedule and the paper's augmentation (examples/yolo_shapes.py:
+    # batch 16, 40 epochs at 1e-3 reach 0.90)
     "detection": {"epochs": 30, "batch_size": 32, "optimizer": "adam",
                   "scheduler": "onecycle"},
     # GAN: DCGAN's Adam (lr 2e-4, betas (0.5, 0.999)) at a constant rate

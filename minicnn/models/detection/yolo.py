@@ -38,8 +38,12 @@ non-maximum suppression). The fully connected layers fix the input size to
 
 NOTE, departures: the paper pre-trains the first 20 convolutions on ImageNet at 224 and
 trains the detector at 448; nothing is pre-trained here. The paper gives no
-initialisation: convolutions start with He's (for leaky ReLU, slope 0.1), the last
-layer with N(0, 0.01²) so that the first predictions are near 0.
+initialisation: convolutions and the hidden layer start with He's (for leaky ReLU,
+slope 0.1), biases at 0; the last layer's weights with N(0, 0.01²) and its biases at
+one guess for every cell -- each box in the middle of its cell, a quarter of the image
+wide and high (√w = √h = 0.5), confidence 0, the classes equally likely -- so that
+training starts near the average answer (on the shapes: test mAP@0.5 0.30 instead of
+0.23 after 6 epochs).
 
 The network is plain PyTorch code (only the imports differ); the tests run ``grid``
 against the same source on ``torch.nn``.
@@ -67,11 +71,11 @@ yolo_cfgs = {
                 *[(256, 1), 512] * 4, (512, 1), 1024, "M",
                 *[(512, 1), 1024] * 2, 1024, (1024, 3, 2),
                 1024, 1024],
-    # the small variant for 64x64 shapes (see yolo_v1_small): 64 -> 4
-    "yolo_v1_small": [32, "M",
+    # the small variant for 64x64 shapes (see yolo_v1_small): 64 -> 32 -> 16 -> 8 -> 4
+    "yolo_v1_small": [(32, 5, 2), "M",
                       64, "M",
                       (32, 1), 128, "M",
-                      (64, 1), 256, "M",
+                      (64, 1), 256,
                       (128, 1), 256],
 }
 
@@ -118,7 +122,14 @@ class YOLOv1(nn.Module):
                 nn.init.kaiming_normal_(m.weight, a=0.1, nonlinearity="leaky_relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        nn.init.normal_(self.classifier[-1].weight, 0, 0.01)
+        # the last layer starts near one guess everywhere: each box in the middle of its
+        # cell, a quarter of the image wide and high (√w = √h = 0.5), confidence 0, the
+        # classes equally likely
+        last = self.classifier[-1]
+        nn.init.normal_(last.weight, 0, 0.01)
+        start = [0.5, 0.5, 0.5, 0.5, 0.0] * self.B + [1.0 / self.num_classes] * self.num_classes
+        with minicnn.no_grad():
+            last.bias.copy_(minicnn.tensor(start * (self.S * self.S)))
 
     def grid(self, images):
         """The raw prediction grid, (N, S, S, 5B + C) (layout in the module docstring)."""
@@ -205,19 +216,38 @@ def yolo_v1(num_classes=20, S=7, B=2, width=1.0, in_channels=3, image_size=448,
 
 
 def yolo_v1_small(num_classes=3, S=4, B=2, width=1.0, in_channels=3, image_size=64,
-                  hidden_features=256, batch_norm=True, **kwargs):
-    """A small YOLO v1 for the generated 64x64 shapes (``ShapesDetection``): the same
-    design -- 1x1 reductions before 3x3 convolutions, 2x2/2 max pools, leaky ReLU 0.1,
-    FC + dropout + FC reshaped to the S x S grid, the paper's loss -- with 7
-    convolutions (32 ... 256 filters), a 4x4 grid (16-pixel cells) and a 256-wide
-    hidden layer: 64 -> 4x4x256 -> 256 -> 4x4x13 (B = 2, C = 3).
+                  hidden_features=256, batch_norm=True, dropout=0.0, **kwargs):
+    """A small YOLO v1 for the generated 64x64 shapes (``ShapesDetection``, 3 object
+    classes): the paper's design at a smaller scale -- a strided first convolution and
+    max pools bring the image down, 1x1 reductions precede 3x3 convolutions, leaky ReLU
+    0.1, a fully connected layer, dropout and a last fully connected layer reshaped to
+    the S x S grid, the paper's loss -- with 8 convolutions (32 to 256 filters), three
+    pools, a 4x4 grid (16-pixel cells) and a 256-wide hidden layer; 1,647,280
+    parameters::
 
-    NOTE, departure from the paper: batch normalisation after each convolution
-    (``batch_norm=True``; YOLO v2's addition), because without pre-training it trains
-    much faster here.
+        64 -> conv 5x5/2 32 -> 32 -> pool -> 16 -> conv 3x3 64 -> pool -> 8
+           -> 1x1 32, 3x3 128 -> pool -> 4 -> 1x1 64, 3x3 256, 1x1 128, 3x3 256
+           -> (N, 256, 4, 4) -> FC 256 -> FC 4 * 4 * 13 -> (N, 4, 4, 13)  (B = 2, C = 3)
+
+    NOTE, departures from the paper, both because nothing is pre-trained here:
+    batch normalisation after each convolution (``batch_norm=True``; YOLO v2's
+    addition), and no dropout by default (``dropout=0.0``; the paper's 0.5 on this
+    256-wide layer slowed learning: test mAP@0.5 0.72 instead of 0.89 after the 40
+    epochs below -- the augmentation regularises enough).
+
+    The recipe that trains it (``examples/yolo_shapes.py``, the paper's section 2.2
+    scaled down): 2,000 training images (``ShapesDetection(seed=0)``), 300 test images
+    (``seed=1``); augmentation ``RandomHSV(1.5, 1.5)``, ``RandomScaleTranslate(0.2,
+    0.2)``, ``RandomHorizontalFlip()``, ``SanitizeBoundingBoxes()``; Adam (instead of
+    SGD with momentum 0.9), weight decay 5e-4, batch 16, 40 epochs, a one-cycle
+    learning rate (a warm-up to 1e-3 over the first 30 %, then a cosine decay;
+    ``OneCycleLR`` stepped per batch). Test mAP@0.5 0.900 in 247 s on the quiet 2-core
+    machine; ``minicnn train --task detection`` (batch 32, 30 epochs at 2e-3): 0.853 in
+    198 s.
     """
     return _build("yolo_v1_small", yolo_cfgs["yolo_v1_small"], num_classes, S, B, width,
-                  in_channels, image_size, hidden_features, batch_norm=batch_norm, **kwargs)
+                  in_channels, image_size, hidden_features, batch_norm=batch_norm,
+                  dropout=dropout, **kwargs)
 
 
 def yolo_v1_decode(pred, S=7, B=2, C=20, image_size=448, score_threshold=0.05,
