@@ -487,3 +487,18 @@ def install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupyx.scipy.special", cupyx.scipy.special)
     refuse_host_conversion(monkeypatch)
     return fake
+
+
+def record_device_to_host(monkeypatch):
+    """Install the fake CuPy and record every ``backend.to_device`` call: the returned list
+    gets True for each copy of a device array (to the host), False for a host one."""
+    from minicnn import backend
+    install(monkeypatch)
+    copies = []
+    real = backend.to_device
+
+    def counting(array, device):
+        copies.append(backend._is_cupy_array(array))
+        return real(array, device)
+    monkeypatch.setattr(backend, "to_device", counting)
+    return copies

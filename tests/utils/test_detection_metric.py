@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import minicnn as mc
-from minicnn import backend, metrics, ops
+from minicnn import metrics, ops
 from minicnn.metrics import (DetectionMetric, average_precision, match_detections,
                              mean_average_precision)
 
-from fake_cupy import install, to_device
+from fake_cupy import record_device_to_host, to_device
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -594,14 +594,7 @@ def test_tensors_and_the_device_copy_each_field_once(monkeypatch):
                       [{k: mc.tensor(v) for k, v in t.items()} for _, t in images])
     _same(host.compute(), as_tensors.compute())
 
-    install(monkeypatch)
-    copies = []
-    real = backend.to_device
-
-    def counting(array, dev):
-        copies.append(backend._is_cupy_array(array))
-        return real(array, dev)
-    monkeypatch.setattr(backend, "to_device", counting)
+    copies = record_device_to_host(monkeypatch)
     device = DetectionMetric(3, coco=True)
     device.update([{k: mc.Tensor._wrap(to_device(v)) for k, v in d.items()} for d, _ in images],
                   [{k: to_device(v) for k, v in t.items()} for _, t in images])

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 import minicnn as mc
-from minicnn import backend
 from minicnn.metrics import MaskIoUMetric, mask_iou
 from minicnn.ops import box_iou
 
-from fake_cupy import install, to_device
+from fake_cupy import record_device_to_host, to_device
 
 
 def test_hand_values():
@@ -162,14 +161,7 @@ def test_mask_iou_metric_tensors_and_gpu(monkeypatch):
                       [{k: mc.tensor(v) for k, v in tgt.items()}])
     assert as_tensors.compute() == {"mask_iou": 0.75, "matched": 2}
 
-    install(monkeypatch)
-    copies = []
-    real = backend.to_device
-
-    def counting(array, dev):
-        copies.append(backend._is_cupy_array(array))
-        return real(array, dev)
-    monkeypatch.setattr(backend, "to_device", counting)
+    copies = record_device_to_host(monkeypatch)
     device = MaskIoUMetric()
     device.update([{k: mc.Tensor._wrap(to_device(v)) for k, v in d.items()} for d in (det, det)],
                   [{k: to_device(v) for k, v in t.items()} for t in (tgt, tgt)])
