@@ -118,6 +118,9 @@ def test_batch_norm_follows_torchvisions_rule():
     assert count(trained) == 41_755_286
     assert all(isinstance(m, FrozenBatchNorm2d) for n, m in trained.backbone.body.named_modules()
                if "bn" in n or n.endswith("downsample.1"))
+    with pytest.raises(TypeError, match="fasterrcnn_resnet50_fpn: norm_layer should be a "
+                                        "batch-norm class"):
+        faster_rcnn.fasterrcnn_resnet50_fpn(norm_layer=3)
 
 
 def test_trainable_layers_and_weights_from_a_state_dict(torch, tmp_path):

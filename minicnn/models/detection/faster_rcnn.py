@@ -253,6 +253,10 @@ def _rcnn_resnet50_fpn(name, model_class, weights, num_classes, weights_backbone
 
     if norm_layer is None:
         norm_layer = FrozenBatchNorm2d if is_trained else nn.BatchNorm2d
+    elif not callable(norm_layer):
+        raise TypeError(f"{name}: norm_layer should be a batch-norm class such as "
+                        f"FrozenBatchNorm2d or nn.BatchNorm2d (called with a channel count), "
+                        f"got {norm_layer!r}")
     backbone = resnet50(norm_layer=norm_layer)
     if backbone_state is not None:
         backbone.load_state_dict(backbone_state)
