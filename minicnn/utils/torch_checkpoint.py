@@ -78,6 +78,9 @@ def load_torch_checkpoint(path):
     containers -- e.g. a whole pickled ``nn.Module``, or a payload that would run a
     command -- and :class:`TorchCheckpointError` for files that cannot be read.
     """
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{_WHO}: path should be a file path (str or os.PathLike), got "
+                        f"{type(path).__name__}")
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{_WHO}: no such file: {path!r}")

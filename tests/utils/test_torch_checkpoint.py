@@ -307,6 +307,8 @@ def test_damaged_files_give_clear_errors(torch, tmp_path):
         minicnn.load_torch_checkpoint(tmp_path / "absent.pt")
     with pytest.raises(IsADirectoryError):
         minicnn.load_torch_checkpoint(tmp_path)
+    with pytest.raises(TypeError, match="load_torch_checkpoint: path should be a file path"):
+        minicnn.load_torch_checkpoint(123)
 
 
 def handmade_checkpoint(path, offset, size, after=b""):
