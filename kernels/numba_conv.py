@@ -42,6 +42,7 @@ import threading
 
 import numpy as np
 
+from kernels import _threads
 from kernels._jit import jit
 from kernels.im2col import check_col2im_shapes, conv_output_size, im2col_output_size
 
@@ -58,6 +59,10 @@ TILE_ELEMENTS = 1 << 20
 # that layer 6-9x faster and no slower on small layers (measured on the shared 2-core
 # machine, forward and backward).
 MIN_TILE_COLUMNS = 1 << 13
+# A layer whose column matrix holds at most this many entries keeps it from the forward
+# pass to the backward (conv2d_forward(keep_columns=True)): building the columns of a
+# small layer again costs more than the memory (8 MB in float32) of keeping them.
+KEEP_COLUMNS = 1 << 21
 
 
 # ------------------------------------------------------------------ compiled loops
@@ -222,16 +227,49 @@ def col2im(cols, x_shape, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1):
 
 # ---------------------------------------------------------------------- conv2d tiles
 
-def _tiles(N, OH, OW, K):
-    """(n0, nimg, oh0, nrows) tiles covering every output position, each with at most
-    about TILE_ELEMENTS column entries (K·nimg·nrows·OW) or else about MIN_TILE_COLUMNS
-    output positions, and at least one output row."""
+def _tiles(N, OH, OW, K, parts=1, n_start=0):
+    """(n0, nimg, oh0, nrows) tiles covering every output position of images
+    n_start .. n_start+N-1, each with at most about TILE_ELEMENTS column entries
+    (K·nimg·nrows·OW) or else about MIN_TILE_COLUMNS output positions, and at least one
+    output row; at least ``parts`` tiles where the batch and rows allow (so that
+    ``parts`` threads each get work), images cut into bands of equal height if needed."""
     rows_fit = max(1, TILE_ELEMENTS // (K * OW), MIN_TILE_COLUMNS // OW)
-    if rows_fit >= OH:                          # whole images, several per tile
-        per = min(N, rows_fit // OH)
-        return [(n0, min(per, N - n0), 0, OH) for n0 in range(0, N, per)]
-    return [(n, 1, oh0, min(rows_fit, OH - oh0))
-            for n in range(N) for oh0 in range(0, OH, rows_fit)]
+    if rows_fit >= OH and N >= parts:           # whole images, several per tile
+        per = min(N, rows_fit // OH, -(-N // parts))
+        return [(n_start + n0, min(per, N - n0), 0, OH) for n0 in range(0, N, per)]
+    bands = max(-(-OH // rows_fit), min(OH, -(-parts // N)))
+    rows = -(-OH // bands)
+    return [(n_start + n, 1, oh0, min(rows, OH - oh0))
+            for n in range(N) for oh0 in range(0, OH, rows)]
+
+
+def _plan(N, OH, OW, K, parts):
+    """The tiles of a convolution's N images for ``parts`` threads, as a list of (at
+    most) ``parts`` lists, one per thread.
+
+    With N >= parts the batch is cut into ``parts`` runs of images, tiled separately;
+    with fewer images than threads (a batch of one at inference) the images are cut
+    into bands and the bands dealt out."""
+    if N >= parts:
+        runs = [(N * k // parts, N * (k + 1) // parts) for k in range(parts)]
+        return [_tiles(hi - lo, OH, OW, K, 1, lo) for lo, hi in runs]
+    tiles = _tiles(N, OH, OW, K, parts)
+    parts = min(parts, len(tiles))
+    return [tiles[len(tiles) * k // parts:len(tiles) * (k + 1) // parts]
+            for k in range(parts)]
+
+
+def _run(plan, work, side_by_side=True):
+    """``work(k)`` for every part k of a plan: side by side, each on its own thread with
+    a one-thread BLAS, when there are several parts (and ``side_by_side``), else in turn
+    on this thread with BLAS's own threads."""
+    if len(plan) == 1 or not side_by_side:
+        for k in range(len(plan)):
+            work(k)
+        return
+    with _threads.one_blas_thread():
+        _threads.split(len(plan), lambda lo, hi: [work(k) for k in range(lo, hi)],
+                       len(plan))
 
 
 class _Workspace(threading.local):
@@ -260,9 +298,25 @@ def _geometry(x_shape, w_shape, stride, padding, dilation):
     return OH, OW, (KH, KW, SH, SW, PH, PW, DH, DW)
 
 
-def conv2d_forward(x, w, b, stride, padding, dilation, groups):
+def covers_input(x_shape, w_shape, padding):
+    """True when the kernel is exactly as large as the unpadded input (LeNet-5's C5: a
+    16x5x5 input, 5x5 kernels): one output pixel per image, whose window is the whole
+    image, so the convolution is a fully connected layer, (N, C·H·W) @ (C·H·W, O) per
+    group, and needs no columns at all."""
+    return tuple(padding) == (0, 0) and tuple(w_shape[2:]) == tuple(x_shape[2:])
+
+
+def conv2d_forward(x, w, b, stride, padding, dilation, groups, keep_columns=False):
     """conv2d of x (N, C, H, W) with w (O, C/G, KH, KW) and bias b (O,) or None;
-    ``stride``, ``padding``, ``dilation`` are (h, w) pairs. Returns (N, O, OH, OW)."""
+    ``stride``, ``padding``, ``dilation`` are (h, w) pairs. Returns ``(out, columns)``:
+    out (N, O, OH, OW), and, with ``keep_columns``, the column tiles built here when all
+    of them together hold at most KEEP_COLUMNS entries (small layers, where rebuilding
+    them in backward costs more than keeping them), else None. Pass them to
+    :func:`conv2d_backward`, which then skips building them again for dL/dw.
+
+    The tiles are shared out over the threads BLAS may use (``_threads.blas_threads``),
+    each thread building its tiles' columns and multiplying them with a one-thread GEMM.
+    """
     x = np.ascontiguousarray(x)
     N, C = x.shape[:2]
     O, Cg, KH, KW = w.shape
@@ -270,29 +324,50 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     OH, OW, geo = _geometry(x.shape, w.shape, stride, padding, dilation)
     K = C * KH * KW
     w_mat = np.ascontiguousarray(w).reshape(G, O // G, K // G)
+    if covers_input(x.shape, w.shape, padding):
+        # (G, N, C/G·H·W) @ (G, C/G·H·W, O/G) -> (G, N, O/G), then to (N, O, 1, 1)
+        y = np.matmul(x.reshape(N, G, K // G).transpose(1, 0, 2), w_mat.transpose(0, 2, 1))
+        out = np.ascontiguousarray(y.transpose(1, 0, 2)).reshape(N, O, 1, 1)
+        if b is not None:
+            out += b.reshape(1, O, 1, 1)
+        return out, None
     out = np.empty((N, O, OH, OW), dtype=x.dtype)
     bias = b if b is not None else np.zeros(O, x.dtype)
-    for n0, nimg, oh0, nrows in _tiles(N, OH, OW, K):
-        m = nimg * nrows * OW                   # output positions in this tile
-        cols = _workspace.get("cols", K * m, x.dtype)
-        _im2col_tile(x, cols, m, nrows * OW, n0, nimg, oh0, nrows, OW, *geo)
-        y = _workspace.get("y", O * m, x.dtype)
-        # (G, O/G, Cg·KH·KW) @ (G, Cg·KH·KW, m) -> (G, O/G, m): one GEMM per group
-        np.matmul(w_mat, cols.reshape(G, K // G, m), out=y.reshape(G, O // G, m))
-        _scatter_output(y, out, bias, n0, nimg, oh0, nrows)
-    return out
+    plan = _plan(N, OH, OW, K, _threads.blas_threads())
+    keep = keep_columns and K * N * OH * OW <= KEEP_COLUMNS
+    kept = [[None] * len(tiles) for tiles in plan]
+
+    def work(part):
+        for i, (n0, nimg, oh0, nrows) in enumerate(plan[part]):
+            m = nimg * nrows * OW               # output positions in this tile
+            cols = np.empty(K * m, x.dtype) if keep else _workspace.get("cols", K * m,
+                                                                         x.dtype)
+            _im2col_tile(x, cols, m, nrows * OW, n0, nimg, oh0, nrows, OW, *geo)
+            y = _workspace.get("y", O * m, x.dtype)
+            # (G, O/G, Cg·KH·KW) @ (G, Cg·KH·KW, m) -> (G, O/G, m): one GEMM per group
+            np.matmul(w_mat, cols.reshape(G, K // G, m), out=y.reshape(G, O // G, m))
+            _scatter_output(y, out, bias, n0, nimg, oh0, nrows)
+            if keep:
+                kept[part][i] = cols
+    _run(plan, work)
+    return out, ((plan, kept) if keep else None)
 
 
 def conv2d_backward(g, x, w, x_shape, w_shape, stride, padding, dilation, groups,
-                    need_x, need_w, need_b):
+                    need_x, need_w, need_b, columns=None):
     """Gradients of :func:`conv2d_forward` given the upstream gradient g (N, O, OH, OW):
     (gx, gw, gb), each None when not wanted, as the reference computes them::
 
         gx = col2im(wᵀ @ g),   gw = Σ g @ colsᵀ,   gb = Σ g over N, OH, OW
 
     with w the weight as a (O/G, C/G·KH·KW) matrix per group. ``x`` is needed only for
-    gw and ``w`` only for gx (either may be None when its gradient is not wanted);
-    ``x_shape`` and ``w_shape`` give the shapes.
+    gw (and not even then when ``columns``, kept by the forward pass, are given) and
+    ``w`` only for gx (either may be None when its gradient is not wanted); ``x_shape``
+    and ``w_shape`` give the shapes.
+
+    Threads: as in the forward pass, when the batch has at least as many images as
+    threads (each thread then adds into the input gradient of its own images only);
+    each thread sums its own share of gw and gb, added up at the end.
     """
     g = np.ascontiguousarray(g)
     N, C = x_shape[:2]
@@ -301,31 +376,84 @@ def conv2d_backward(g, x, w, x_shape, w_shape, stride, padding, dilation, groups
     OH, OW, geo = _geometry(x_shape, w_shape, stride, padding, dilation)
     K = C * KH * KW
     dtype = g.dtype
-    if need_w:
-        x = np.ascontiguousarray(x)
     if need_x:
         w_mat = np.ascontiguousarray(w).reshape(G, O // G, K // G)
+    if need_w and columns is None:
+        x = np.ascontiguousarray(x)
+    if covers_input(x_shape, w_shape, padding):
+        return _covers_input_backward(g, x, w_mat if need_x else None, x_shape, w_shape,
+                                      G, need_x, need_w, need_b)
     gx = np.zeros(x_shape, dtype=dtype) if need_x else None
-    gw_t = np.zeros((G, K // G, O // G), dtype=dtype) if need_w else None  # gwᵀ
-    gb = np.zeros(O, np.float64)
-    for n0, nimg, oh0, nrows in _tiles(N, OH, OW, K):
-        m = nimg * nrows * OW
-        gt = _workspace.get("y", O * m, dtype)
-        gb += _gather_grad(g, gt, n0, nimg, oh0, nrows)
-        gt = gt.reshape(G, O // G, m)
-        cols = _workspace.get("cols", K * m, dtype)
-        if need_w:
-            _im2col_tile(x, cols, m, nrows * OW, n0, nimg, oh0, nrows, OW, *geo)
-            # Σ over the tile's positions, as its transpose (G, Cg·KH·KW, m) @ (G, m, O/G):
-            # BLAS measured faster this way round for thin layers (few output channels)
-            part = _workspace.get("gw", gw_t.size, dtype).reshape(gw_t.shape)
-            np.matmul(cols.reshape(G, K // G, m), gt.transpose(0, 2, 1), out=part)
-            gw_t += part
-        if need_x:
-            # the tile's column gradients, (G, Cg·KH·KW, O/G) @ (G, O/G, m), then added
-            # back onto the pixels they came from (the scratch buffer is free again)
-            np.matmul(w_mat.transpose(0, 2, 1), gt, out=cols.reshape(G, K // G, m))
-            _col2im_tile(cols, m, nrows * OW, gx, n0, nimg, oh0, nrows, OW, *geo)
-    return (gx,
-            None if gw_t is None else gw_t.transpose(0, 2, 1).reshape(w_shape),
-            gb.astype(dtype) if need_b else None)
+    plan, kept = columns if columns is not None else (
+        _plan(N, OH, OW, K, _threads.blas_threads()), None)
+    gw_parts = [np.zeros((G, K // G, O // G), dtype=dtype) if need_w else None
+                for _ in plan]                                       # gwᵀ, per thread
+    gb_parts = [np.zeros(O, np.float64) for _ in plan]
+
+    def work(part):
+        gw_t = gw_parts[part]
+        for i, (n0, nimg, oh0, nrows) in enumerate(plan[part]):
+            m = nimg * nrows * OW
+            gt = _workspace.get("y", O * m, dtype)
+            gb_parts[part] += _gather_grad(g, gt, n0, nimg, oh0, nrows)
+            gt = gt.reshape(G, O // G, m)
+            cols = _workspace.get("cols", K * m, dtype)
+            if need_w:
+                if kept is not None:
+                    cols = kept[part][i]
+                else:
+                    _im2col_tile(x, cols, m, nrows * OW, n0, nimg, oh0, nrows, OW, *geo)
+                # Σ over the tile's positions, as its transpose (G, Cg·KH·KW, m) @
+                # (G, m, O/G): BLAS measured faster this way round for thin layers
+                part_gw = _workspace.get("gw", gw_t.size, dtype).reshape(gw_t.shape)
+                np.matmul(cols.reshape(G, K // G, m), gt.transpose(0, 2, 1), out=part_gw)
+                gw_t += part_gw
+            if need_x:
+                # the tile's column gradients, (G, Cg·KH·KW, O/G) @ (G, O/G, m), then
+                # added back onto the pixels they came from (in a scratch buffer: the
+                # kept columns stay as they are)
+                cols = _workspace.get("cols", K * m, dtype)
+                np.matmul(w_mat.transpose(0, 2, 1), gt, out=cols.reshape(G, K // G, m))
+                _col2im_tile(cols, m, nrows * OW, gx, n0, nimg, oh0, nrows, OW, *geo)
+    # threads side by side only where each adds into the input gradient of its own images
+    _run(plan, work, side_by_side=not need_x or _whole_images(plan))
+    gw = None
+    if need_w:
+        gw_t = gw_parts[0]
+        for part_gw in gw_parts[1:]:
+            gw_t += part_gw
+        gw = gw_t.transpose(0, 2, 1).reshape(w_shape)
+    gb = sum(gb_parts[1:], gb_parts[0]).astype(dtype) if need_b else None
+    return gx, gw, gb
+
+
+def _whole_images(plan):
+    """True when no image has tiles in two parts of the plan (so that the threads, each
+    adding into the input gradient of its images, never add into the same numbers)."""
+    seen = set()
+    for tiles in plan:
+        images = {n for n0, nimg, _, _ in tiles for n in range(n0, n0 + nimg)}
+        if images & seen:
+            return False
+        seen |= images
+    return True
+
+
+def _covers_input_backward(g, x, w_mat, x_shape, w_shape, G, need_x, need_w, need_b):
+    """:func:`conv2d_backward` when the kernel covers the input (:func:`covers_input`):
+    a fully connected layer's gradients, gx = g @ w and gw = gᵀ @ x, per group."""
+    N = x_shape[0]
+    O = w_shape[0]
+    K = int(np.prod(x_shape[1:]))
+    g_mat = g.reshape(N, G, O // G).transpose(1, 0, 2)                  # (G, N, O/G)
+    gx = gw = gb = None
+    if need_x:
+        # (G, N, O/G) @ (G, O/G, K/G) -> (G, N, K/G), to (N, C, H, W)
+        gx = np.ascontiguousarray(np.matmul(g_mat, w_mat).transpose(1, 0, 2)).reshape(x_shape)
+    if need_w:
+        # (G, O/G, N) @ (G, N, K/G) -> (G, O/G, K/G)
+        gw = np.matmul(g_mat.transpose(0, 2, 1),
+                       x.reshape(N, G, K // G).transpose(1, 0, 2)).reshape(w_shape)
+    if need_b:
+        gb = g.reshape(N, O).sum(axis=0, dtype=np.float64).astype(g.dtype)
+    return gx, gw, gb

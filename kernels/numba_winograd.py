@@ -28,11 +28,12 @@ import numpy as np
 from kernels import _threads
 from kernels._jit import jit
 from kernels.im2col import conv_output_size
-from kernels.winograd import MATRICES, _filter_adjoint, choose_tile, transform_weight
+from kernels.winograd import MATRICES, _filter_adjoint, choose_tile
 
 __all__ = ["conv2d_forward", "conv2d_input_grad", "conv2d_weight_grad", "THREADS"]
 
-#: threads the transforms run on (None: every core, kernels/_threads.py); 1: inline
+#: threads the transforms and GEMMs run on (None: as many as BLAS would use,
+#: kernels/_threads.blas_threads); 1: inline
 THREADS = None
 # the (image, channel) numbers one pass of the inner loops covers: the scratch tile
 # (α² x BLOCK) stays in the first-level caches
@@ -143,6 +144,53 @@ def _output_transform(M, AT, bias, out, lo, hi):
                         of[_u(d + col)] = S[_u(s0 + col * B)] + shift
 
 
+@jit(cache=True, nogil=True)
+def _weight_transform(wk, G, U, lo, hi):
+    """U[i, j, c, o] = (G f Gᵀ)[i, j] for the 3x3 filters f = wk[c, :, :, o] of the
+    input channels c in lo..hi-1: t = G f (α x 3), then t Gᵀ, both with the output
+    channel o innermost, where wk, the scratch t and U are contiguous."""
+    a = G.shape[0]
+    O = U.shape[3]
+    wf, uf = wk.reshape(-1), U.reshape(-1)
+    C = U.shape[2]
+    t = np.empty(a * 3 * O, wk.dtype)                  # t[i, l, o]
+    for c in range(lo, hi):
+        for i in range(a):
+            for l in range(3):
+                t0 = (i * 3 + l) * O
+                g0, g1, g2 = G[i, 0], G[i, 1], G[i, 2]
+                w0 = ((c * 3 + 0) * 3 + l) * O
+                w1 = ((c * 3 + 1) * 3 + l) * O
+                w2 = ((c * 3 + 2) * 3 + l) * O
+                for o in range(O):
+                    t[_u(t0 + o)] = (g0 * wf[_u(w0 + o)] + g1 * wf[_u(w1 + o)]
+                                     + g2 * wf[_u(w2 + o)])
+        for i in range(a):
+            for j in range(a):
+                h0, h1, h2 = G[j, 0], G[j, 1], G[j, 2]
+                t0 = i * 3 * O
+                u0 = ((i * a + j) * C + c) * O
+                for o in range(O):
+                    uf[_u(u0 + o)] = (h0 * t[_u(t0 + o)] + h1 * t[_u(t0 + O + o)]
+                                      + h2 * t[_u(t0 + 2 * O + o)])
+
+
+def _transformed_weight(w, m, adjoint, threads):
+    """:func:`kernels.winograd.transform_weight` of w (O, C, 3, 3), or with ``adjoint``
+    of the input gradient's filters (w[c, o] turned by 180 degrees: w read as (C, O)),
+    compiled and cut over the threads. The filters are first copied to (C, 3, 3, O)."""
+    if adjoint:
+        wk = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(0, 2, 3, 1))
+    else:
+        wk = np.ascontiguousarray(w.transpose(1, 2, 3, 0))
+    a = m + 2
+    C, O = wk.shape[0], wk.shape[3]
+    G = np.asarray(MATRICES[m][1], dtype=w.dtype)
+    U = np.empty((a, a, C, O), w.dtype)
+    _threads.split(C, lambda lo, hi: _weight_transform(wk, G, U, lo, hi), threads)
+    return U
+
+
 # From (N, C, H, W) to channels-last: a transpose of an (N·C, H·W) matrix, done
 # GROUP planes at a time so that the reads stay sequential in each of GROUP planes and
 # the writes are GROUP contiguous numbers (NumPy's strided copy of the same transpose
@@ -170,6 +218,16 @@ def _pack(x, xb, PH, PW, lo, hi):
 
 
 # --------------------------------------------------------------------- the ops
+#
+# Threads: every phase (input transform, the α² GEMMs, output transform) is cut over
+# this module's threads, and BLAS is held at one thread meanwhile, so each GEMM runs
+# on the thread that calls it. (Leaving the GEMMs to BLAS's own threads measured 2x
+# slower on the whole op at N32 C256 8x8 than the sum of its phases: BLAS's workers
+# spin-wait after each GEMM and take the cores from the transform that follows.)
+
+def _threads_to_use():
+    return THREADS if THREADS is not None else _threads.blas_threads()
+
 
 def conv2d_forward(x, w, b=None, padding=(0, 0), m=None):
     """:func:`kernels.winograd.conv2d_forward`, same arguments and result."""
@@ -177,7 +235,10 @@ def conv2d_forward(x, w, b=None, padding=(0, 0), m=None):
     PH, PW = padding
     OH, OW = conv_output_size(H, 3, 1, PH), conv_output_size(W, 3, 1, PW)
     m = choose_tile(OH, OW) if m is None else m
-    return _correlate(x, transform_weight(w, m), b, PH, PW, OH, OW, m)
+    with _threads.one_blas_thread():
+        threads = _threads_to_use()
+        return _correlate(x, _transformed_weight(w, m, False, threads), b, PH, PW, OH, OW,
+                          m, threads)
 
 
 def conv2d_input_grad(g, w, x_shape, padding=(0, 0), m=None):
@@ -185,8 +246,11 @@ def conv2d_input_grad(g, w, x_shape, padding=(0, 0), m=None):
     H, W = x_shape[2], x_shape[3]
     PH, PW = padding
     m = choose_tile(H, W) if m is None else m
-    w_adj = w[:, :, ::-1, ::-1].swapaxes(0, 1)
-    return _correlate(g, transform_weight(w_adj, m), None, 2 - PH, 2 - PW, H, W, m)
+    with _threads.one_blas_thread():
+        threads = _threads_to_use()
+        # the flipped, channel-swapped filters (winograd.conv2d_input_grad), read in place
+        return _correlate(g, _transformed_weight(w, m, True, threads), None, 2 - PH,
+                          2 - PW, H, W, m, threads)
 
 
 def conv2d_weight_grad(x, g, padding=(0, 0), m=None):
@@ -198,13 +262,24 @@ def conv2d_weight_grad(x, g, padding=(0, 0), m=None):
     AT, _, BT = (np.asarray(mat, dtype=x.dtype) for mat in MATRICES[m])
     tH, tW = -(-OH // m), -(-OW // m)
     P = tH * tW * N
-    V = _transformed_tiles(x, BT, padding[0], padding[1], m, tH, tW)
-    dM = _transformed_tiles(g, np.ascontiguousarray(AT.T), 0, 0, m, tH, tW)
-    dU = np.matmul(V.reshape(a * a, P, C).transpose(0, 2, 1), dM.reshape(a * a, P, O))
-    return _filter_adjoint(dU, m)
+    threads = _threads_to_use()
+    with _threads.one_blas_thread():
+        V = _transformed_tiles(x, BT, padding[0], padding[1], m, tH, tW, threads)
+        dM = _transformed_tiles(g, np.ascontiguousarray(AT.T), 0, 0, m, tH, tW, threads)
+        dU = _matmuls(V.reshape(a * a, P, C).transpose(0, 2, 1), dM.reshape(a * a, P, O),
+                      threads)
+        return _filter_adjoint(dU, m)
 
 
-def _transformed_tiles(x, T, PH, PW, m, tH, tW):
+def _matmuls(A, B, threads):
+    """A[i] @ B[i] for every i, the i shared out over the threads (each GEMM on one)."""
+    out = np.empty((A.shape[0], A.shape[1], B.shape[2]), A.dtype)
+    _threads.split(A.shape[0], lambda lo, hi: np.matmul(A[lo:hi], B[lo:hi], out=out[lo:hi]),
+                   threads)
+    return out
+
+
+def _transformed_tiles(x, T, PH, PW, m, tH, tW, threads):
     """(T d Tᵀ) for every tile d of x (N, C, H, W), zero-padded by PH/PW: x copied to
     channels-last, then transformed; (α, α, tH, tW, N·C)."""
     N, C, H, W = x.shape
@@ -215,21 +290,21 @@ def _transformed_tiles(x, T, PH, PW, m, tH, tW):
     def work(lo, hi):
         _pack(x.reshape(N * C, H, W), xb, PH, PW, lo, hi)
         _tile_transform(xb, T, D, m, lo, hi)
-    _threads.split(N * C, work, THREADS)
+    _threads.split(N * C, work, threads)
     return D
 
 
-def _correlate(x, U, b, PH, PW, OH, OW, m):
+def _correlate(x, U, b, PH, PW, OH, OW, m, threads):
     N, C = x.shape[:2]
     a, O = m + 2, U.shape[3]
     AT, _, BT = (np.asarray(mat, dtype=x.dtype) for mat in MATRICES[m])
     tH, tW = -(-OH // m), -(-OW // m)
     P = tH * tW * N
-    V = _transformed_tiles(x, BT, PH, PW, m, tH, tW)
-    M = np.matmul(V.reshape(a * a, P, C), U.reshape(a * a, C, O))
+    V = _transformed_tiles(x, BT, PH, PW, m, tH, tW, threads)
+    M = _matmuls(V.reshape(a * a, P, C), U.reshape(a * a, C, O), threads)
     M = M.reshape(a, a, tH, tW, N * O)
     bias = np.zeros(O, x.dtype) if b is None else np.ascontiguousarray(b)
     out = np.empty((N, O, OH, OW), x.dtype)
     _threads.split(N * O, lambda lo, hi: _output_transform(
-        M, AT, bias, out.reshape(N * O, OH, OW), lo, hi), THREADS)
+        M, AT, bias, out.reshape(N * O, OH, OW), lo, hi), threads)
     return out

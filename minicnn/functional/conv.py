@@ -130,8 +130,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                          f"{dilation[0] * (KH - 1) + 1}x{dilation[1] * (KW - 1) + 1}, larger "
                          f"than the padded input {Hp}x{Wp} (input {tuple(x.shape)}, padding "
                          f"{padding}); the output size would be {OH}x{OW}")
-    algorithm = _choose_algorithm(conv_algorithm, (N, C, H, W), tuple(w.shape), stride,
-                                  dilation, groups)
+    algorithm = _choose_algorithm(conv_algorithm, (N, C, H + extra[0], W + extra[1]),
+                                  tuple(w.shape), stride, dilation, groups, padding)
     if unbatched:
         x = unsqueeze(x, 0)
     if extra != (0, 0):
@@ -168,21 +168,54 @@ def set_conv_algorithm(name, strict=True):
     return previous
 
 
-def auto_algorithm(x_shape, w_shape, stride, dilation, groups):
-    """The algorithm ``"auto"`` picks for a conv2d, as ``(name, m)``: ``("im2col", None)``
-    or ``("winograd", m)`` with m the output tile (2 or 4).
+#: the auto rule's limits (see auto_algorithm)
+WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_MIN_TILES = 48
+WINOGRAD_MAX_TRANSFORMED = 4 << 20
 
-    The rule: im2col everywhere. Winograd becomes a default only where it is measured
-    clearly faster (more than 1.3x, forward and backward, in repeated alternating runs)
-    than the compiled im2col path with the threads a user gets, and that has not been
-    shown yet (issue 15). What was measured (2-core machine shared with other jobs, load
-    5-7, so only as a direction; F(4x4) forward, dL/dx and dL/dw against the compiled
-    im2col path, N32, 3x3 pad 1): with one thread for BLAS and the transforms, forward
-    + backward 1.34-1.42x at C64 32x32, 1.84-2.03x at C128 16x16, 2.29x at C256 8x8
-    (two runs); with two threads on the loaded machine both paths slowed 5-10x and
-    Winograd more (0.65-1.0x): its 36 smaller GEMMs and the thread hand-offs around
-    them suffer more when a core is taken. Force it with ``conv_algorithm="winograd"``.
+
+def auto_algorithm(x_shape, w_shape, stride, dilation, groups, padding=(1, 1)):
+    """The algorithm ``"auto"`` picks for a conv2d, as ``(name, m)``: ``("im2col", None)``
+    or ``("winograd", 4)`` (F(4x4, 3x3)). ``x_shape`` is (N, C, H, W); ``padding`` the
+    (PH, PW) pair (default 1, the usual 3x3 "same" padding).
+
+    The rule: F(4x4, 3x3) for a 3x3, stride-1, dilation-1, groups-1 convolution when
+
+    * it has at least WINOGRAD_MIN_CHANNELS (64) input and output channels: the
+      α² GEMMs carry the work; with fewer, the transforms (memory-bound) dominate;
+    * its GEMMs have at least WINOGRAD_MIN_TILES (48) rows, P = N·⌈OH/4⌉·⌈OW/4⌉
+      tiles: thinner GEMMs (a 14x14 map at batch 1: 16 tiles) run far below BLAS's peak;
+    * the transformed input, 36·P·C numbers, stays within WINOGRAD_MAX_TRANSFORMED
+      (4 Mi numbers, 16 MB in float32: half this machine's L3 cache); larger, the
+      transforms stream through memory (C64 32x32 at batch 32: 4.7 Mi).
+
+    else im2col. Only on the CPU fast path (float32/float64 NumPy arrays): the portable
+    reference and the GPU keep im2col (``Conv2d.forward`` checks). Numbers: F(4x4) rounds
+    float32 a little more than im2col (kernels/winograd.py: about 1e-5 relative against
+    6e-7); float64 stays near 1e-15. Force either with ``conv_algorithm=``.
+
+    Measured, forward + backward (fwd only at batch 1), ms, best of 7 alternating runs,
+    the 2-core machine otherwise quiet, im2col / F(2x2) / F(4x4) ("W" marks the rule's
+    choice of Winograd)::
+
+        N32 C64  32x32   47.9 / 83.5 / 57.4        N1 C64  224x224   23.8 / 43.3 / 34.0
+        N32 C128 16x16   39.9 / 47.0 / 32.1 W      N1 C128 112x112   19.1 / 25.0 / 17.0 W
+        N32 C256 8x8     37.6 / 36.3 / 26.5 W      N1 C256 56x56     32.5 / 20.3 / 13.8 W
+        N32 C512 4x4     44.0 / 46.8 / 50.3        N1 C512 28x28     32.3 / 22.7 / 22.7 W
+        N32 C64  16x16   11.5 / 16.3 /  9.6 W      N1 C512 14x14      9.7 / 11.3 / 15.6
+
+    (``minicnn bench --compare-algorithms`` measures these again on your machine.)
     """
+    N, C, H, W = x_shape
+    O = w_shape[0]
+    if winograd.unsupported(w_shape, stride, dilation, groups) is not None:
+        return ("im2col", None)
+    OH = conv_output_size(H, 3, 1, padding[0])
+    OW = conv_output_size(W, 3, 1, padding[1])
+    tiles = N * (-(-OH // 4)) * (-(-OW // 4))
+    if (min(C, O) >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES
+            and 36 * tiles * C <= WINOGRAD_MAX_TRANSFORMED):
+        return ("winograd", 4)
     return ("im2col", None)
 
 
@@ -192,7 +225,8 @@ class Conv2d(Function):
     def __init__(self, stride, padding, dilation, groups, algorithm=("im2col", None)):
         self.stride, self.padding, self.dilation, self.groups = (stride, padding, dilation,
                                                                  groups)
-        # ("im2col", None) or ("winograd", m): chosen by conv2d (_choose_algorithm)
+        # ("im2col", None), ("winograd", m) or ("auto-winograd", m): chosen by conv2d
+        # (_choose_algorithm)
         self.algorithm = algorithm
 
     def _kernel_args(self):
@@ -202,16 +236,22 @@ class Conv2d(Function):
     def forward(self, x, w, b):
         self.x_shape, self.w_shape = x.shape, w.shape
         self.fast = dispatch.use_fast(x, w, b)
+        if self.algorithm[0] == "auto-winograd":
+            # the auto rule's choice holds on the CPU fast path, where it was measured
+            self.algorithm = ("winograd", self.algorithm[1]) if self.fast else ("im2col",
+                                                                                None)
         if self.algorithm[0] == "winograd":
             return self._winograd_forward(x, w, b)
         if self.fast:
             # the same formulas, tile by tile: the column matrix is never held in full,
             # so keep the input (nine times smaller for a 3x3 kernel) and let backward
-            # rebuild its columns
+            # rebuild its columns (a small layer keeps them: numba_conv.KEEP_COLUMNS)
             self.x_saved = x if self.needs_input_grad[1] else None    # dL/dw needs x
             self.w_saved = w if self.needs_input_grad[0] else None    # dL/dx needs w
-            return numba_conv.conv2d_forward(x, w, b, self.stride, self.padding,
-                                             self.dilation, self.groups)
+            out, self.columns = numba_conv.conv2d_forward(
+                x, w, b, self.stride, self.padding, self.dilation, self.groups,
+                keep_columns=self.needs_input_grad[1])
+            return out
         N, C, H, W = x.shape
         O, Cg, KH, KW = w.shape
         G = self.groups
@@ -238,7 +278,8 @@ class Conv2d(Function):
         if self.fast:
             return numba_conv.conv2d_backward(
                 g, self.x_saved, self.w_saved, self.x_shape, self.w_shape, self.stride,
-                self.padding, self.dilation, self.groups, *self.needs_input_grad)
+                self.padding, self.dilation, self.groups, *self.needs_input_grad,
+                columns=self.columns)
         N, O, OH, OW = g.shape
         G = self.groups
         C = self.x_shape[1]
@@ -365,18 +406,31 @@ class ConvTranspose2d(Function):
         return dict(SH=SH, SW=SW, PH=PH, PW=PW, DH=DH, DW=DW)
 
     def forward(self, x, w, b):
-        # the fast path here is the column kernel alone (compiled im2col/col2im)
         self.fast = dispatch.use_fast(x, w, b)
         N, C, H, W = x.shape
         _, Og, KH, KW = w.shape
         G = self.groups
         O = Og * G
+        out_shape = (N, O) + tuple(self.out_size)
+        self.w_shape = w.shape
+        self.tiled = self.fast and self._is_conv2d_adjoint(H, W, KH, KW)
+        if self.tiled:
+            # conv2d's input gradient, tile by tile (kernels/numba_conv.py); backward is
+            # conv2d's forward pass and weight gradient with the roles swapped
+            self.x_saved = x if self.needs_input_grad[1] else None    # dL/dw needs x
+            self.w_saved = w if self.needs_input_grad[0] else None    # dL/dx needs w
+            out = numba_conv.conv2d_backward(x, None, w, out_shape, w.shape, self.stride,
+                                             self.padding, self.dilation, G,
+                                             True, False, False)[0]
+            if b is not None:
+                out += b.reshape(1, O, 1, 1)
+            return out
+        # the fast path here is the column kernel alone (compiled im2col/col2im)
         w_mat = w.reshape(G, C // G, Og * KH * KW)
         x_mat = x.reshape(N, G, C // G, H * W)
         # (G, Og·KH·KW, C/G) @ (N, G, C/G, H·W) -> (N, G, Og·KH·KW, H·W): the columns of
         # the output image, one per input pixel
         cols = (w_mat.swapaxes(-1, -2) @ x_mat).reshape(N, O, KH, KW, H, W)
-        out_shape = (N, O) + tuple(self.out_size)
         if self.fast:
             out = numba_conv.col2im(cols, out_shape, **self._kernel_args())
         elif dispatch.use_cuda(cols):
@@ -388,10 +442,29 @@ class ConvTranspose2d(Function):
         self.in_hw = (H, W)
         self.w_mat = w_mat if self.needs_input_grad[0] else None
         self.x_mat = x_mat if self.needs_input_grad[1] else None
-        self.w_shape = w.shape
         return out
 
+    def _is_conv2d_adjoint(self, H, W, KH, KW):
+        """True when conv2d with the same stride, padding and dilation maps the output
+        size back to exactly H x W (always, unless output_padding >= stride, which a
+        larger dilation allows): then this op is that conv2d's input gradient."""
+        OH, OW = self.out_size
+        (SH, SW), (PH, PW), (DH, DW) = self.stride, self.padding, self.dilation
+        return (conv_output_size(OH, KH, SH, PH, DH) == H
+                and conv_output_size(OW, KW, SW, PW, DW) == W)
+
     def backward(self, g):
+        if self.tiled:
+            need_x, need_w, need_b = self.needs_input_grad
+            args = (self.stride, self.padding, self.dilation, self.groups)
+            # dL/dx: conv2d of g with the same weight; dL/dw: conv2d's weight gradient
+            # with g as its input and x as its output gradient
+            gx = (numba_conv.conv2d_forward(g, self.w_saved, None, *args)[0]
+                  if need_x else None)
+            gw = (numba_conv.conv2d_backward(self.x_saved, g, None, g.shape, self.w_shape,
+                                             *args, False, True, False)[1]
+                  if need_w else None)
+            return gx, gw, g.sum(axis=(0, 2, 3)) if need_b else None
         N, O = g.shape[:2]
         C, Og, KH, KW = self.w_shape
         G = self.groups
@@ -428,16 +501,18 @@ def _check_algorithm(op, name):
                          f"{', '.join(map(repr, CONV_ALGORITHMS))}, got {name!r}")
 
 
-def _choose_algorithm(requested, x_shape, w_shape, stride, dilation, groups):
+def _choose_algorithm(requested, x_shape, w_shape, stride, dilation, groups, padding):
     """("im2col", None) or ("winograd", m) for this conv2d: the call's
-    ``conv_algorithm``, else the block's (:func:`conv_algorithm`), else the auto rule."""
+    ``conv_algorithm``, else the block's (:func:`conv_algorithm`), else the auto rule
+    (then ("auto-winograd", 4): Winograd on the CPU fast path only)."""
     strict = True
     if requested is None:
         requested, strict = _algorithm, _strict
     else:
         _check_algorithm("conv2d", requested)
     if requested == "auto":
-        return auto_algorithm(x_shape, w_shape, stride, dilation, groups)
+        name, m = auto_algorithm(x_shape, w_shape, stride, dilation, groups, padding)
+        return ("auto-winograd", m) if name == "winograd" else (name, m)
     if requested == "im2col":
         return ("im2col", None)
     reason = winograd.unsupported(w_shape, stride, dilation, groups)

@@ -120,12 +120,13 @@ def test_conv_transpose2d_equals_reference(rng, dtype):
         np.testing.assert_allclose(got, want, **TOL[dtype])
 
 
-def test_fast_conv2d_saves_the_input_not_its_columns(rng):
+def test_fast_conv2d_saves_the_input_not_its_columns(rng, monkeypatch):
+    monkeypatch.setattr(fast, "KEEP_COLUMNS", 0)        # (small layers keep them: below)
     x = mc.tensor(rng.standard_normal((2, 3, 6, 6)))
     w = mc.tensor(rng.standard_normal((4, 3, 3, 3)))
     only_w = F.conv2d(x, w.requires_grad_()).grad_fn
     assert only_w.fast and only_w.x_saved is x.array and only_w.w_saved is None
-    assert not hasattr(only_w, "cols")
+    assert not hasattr(only_w, "cols") and only_w.columns is None
     x.requires_grad_()
     w.requires_grad_(False)
     only_x = F.conv2d(x, w).grad_fn
@@ -172,5 +173,100 @@ def test_wide_layers_get_wide_tiles():
     that TILE_ELEMENTS alone would allow."""
     tiles = fast._tiles(1, 200, 272, 256 * 9)
     assert sum(t[3] for t in tiles) == 200
-    assert all(t[3] * 272 > fast.MIN_TILE_COLUMNS - 272 for t in tiles[:-1])   # whole rows
+    rows_fit = fast.MIN_TILE_COLUMNS // 272                     # 30 rows
+    assert len(tiles) == -(-200 // rows_fit)                   # 7 bands ...
+    assert max(t[3] for t in tiles) <= rows_fit                 # ... of at most 30 rows
     assert fast._tiles(8, 8, 8, 9) == [(0, 8, 0, 8)]            # one tile, as before
+
+
+def test_plan_gives_every_thread_work():
+    """Tiles for two threads: runs of whole images when the batch has two or more (each
+    thread then owns its images' input gradient), else one image cut into bands."""
+    plan = fast._plan(32, 8, 8, 2304, 2)
+    assert [[t[:2] for t in tiles] for tiles in plan] == [[(0, 16)], [(16, 16)]]
+    assert fast._whole_images(plan)
+    plan = fast._plan(1, 14, 14, 4608, 2)                      # VGG-16 at batch 1
+    assert [[t[2:] for t in tiles] for tiles in plan] == [[(0, 7)], [(7, 7)]]
+    assert not fast._whole_images(plan)
+    plan = fast._plan(3, 5, 5, 9, 2)
+    assert sorted(n for tiles in plan for t in tiles for n in range(t[0], t[0] + t[1])) \
+        == [0, 1, 2]
+
+
+@SETTINGS
+@given(conv_case(), DTYPES, st.booleans(), st.sampled_from([(1, 1, 1), (0, 1, 0),
+                                                            (1, 0, 1), (1, 1, 0)]))
+def test_conv_transpose2d_tiles_equal_reference(rng, monkeypatch, case, dtype, bias, needs):
+    """conv_transpose2d through conv2d's tiles (its input gradient as the forward pass),
+    against the reference, over conv2d's drawn geometries read the other way round."""
+    x_shape, w_shape, kw, tile = case
+    monkeypatch.setattr(fast, "TILE_ELEMENTS", tile)
+    monkeypatch.setattr(fast, "MIN_TILE_COLUMNS", 1)
+    N, C, H, W = x_shape
+    O = w_shape[0]
+    OH = (H + 2 * kw["padding"][0] - kw["dilation"][0] * (w_shape[2] - 1) - 1) \
+        // kw["stride"][0] + 1
+    OW = (W + 2 * kw["padding"][1] - kw["dilation"][1] * (w_shape[3] - 1) - 1) \
+        // kw["stride"][1] + 1
+    x = rng.standard_normal((N, O, OH, OW)).astype(dtype)       # conv2d's output side
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(C).astype(dtype) if bias else None
+    # the output_padding that gives back conv2d's input size H x W
+    op = tuple((size + 2 * p - d * (k - 1) - 1) % s for size, p, d, k, s in zip(
+        (H, W), kw["padding"], kw["dilation"], w_shape[2:], kw["stride"]))
+    keywords = dict(kw, output_padding=op)
+    results = []
+    for mode in ("reference", "auto"):
+        with dispatch.kernels(mode):
+            tensors = [None if a is None else mc.tensor(a, requires_grad=bool(n))
+                       for a, n in zip((x, w, b), needs)]
+            out = F.conv_transpose2d(*tensors, **keywords)
+            assert out.shape == (N, C, H, W)
+            if mode == "auto":
+                assert out.grad_fn is None or out.grad_fn.tiled
+            if out.requires_grad:
+                out.backward(np.random.default_rng(1).standard_normal(out.shape).astype(dtype))
+            results.append([out.numpy()] + [None if t is None or t.grad is None
+                                            else t.grad.numpy() for t in tensors])
+    for got, want in zip(results[1], results[0]):
+        assert (got is None) == (want is None)
+        if got is not None:
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_kernel_as_large_as_the_input_runs_as_a_matrix_multiply(rng, dtype, groups):
+    """LeNet-5's C5 (16x5x5 in, 5x5 kernels): one output pixel per image, computed as a
+    fully connected layer, with no columns; values and gradients as the reference."""
+    x = rng.standard_normal((6, 16, 5, 5)).astype(dtype)
+    w = rng.standard_normal((12, 16 // groups, 5, 5)).astype(dtype)
+    b = rng.standard_normal(12).astype(dtype)
+    assert fast.covers_input(x.shape, w.shape, (0, 0))
+    assert not fast.covers_input(x.shape, w.shape, (1, 1))
+    with dispatch.kernels("reference"):
+        ref_out, ref_grads = _conv_and_grads(x, w, b, dict(groups=groups), (1, 1, 1), rng)
+    out, grads = _conv_and_grads(x, w, b, dict(groups=groups), (1, 1, 1), rng)
+    np.testing.assert_allclose(out, ref_out, **TOL[dtype])
+    for got, want in zip(grads, ref_grads):
+        np.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+def test_small_layers_keep_their_columns_large_ones_rebuild_them(rng, monkeypatch):
+    x = mc.tensor(rng.standard_normal((4, 3, 8, 8)))
+    w = mc.tensor(rng.standard_normal((5, 3, 3, 3)), requires_grad=True)
+    out = F.conv2d(x, w, padding=1)
+    assert out.grad_fn.columns is not None              # 27 x 256 entries: kept
+    for tiles in out.grad_fn.columns[1]:                # the backward pass reads them:
+        for cols in tiles:                              # zeroed, dL/dw comes out 0
+            cols[:] = 0
+    out.backward(np.ones(out.shape))
+    assert not w.grad.numpy().any()
+    monkeypatch.setattr(fast, "KEEP_COLUMNS", 100)
+    w.grad = None
+    out = F.conv2d(x, w, padding=1)
+    assert out.grad_fn.columns is None                  # too large now: rebuilt
+    out.backward(np.ones(out.shape))
+    assert w.grad.numpy().any()
+    assert F.conv2d(x, w.detach(), padding=1).grad_fn is None

@@ -236,11 +236,45 @@ def _step(x_shape=(2, 3, 6, 6), w_shape=(4, 3, 3, 3), **kw):
     return x.grad.numpy(), w.grad.numpy()
 
 
-def test_default_is_im2col_and_forcing_selects(monkeypatch):
+@pytest.mark.parametrize("x_shape, winograd", [
+    ((32, 64, 32, 32), False),      # transformed input too large (4.7 Mi numbers)
+    ((32, 128, 16, 16), True), ((32, 256, 8, 8), True), ((32, 64, 16, 16), True),
+    ((32, 512, 4, 4), False),       # 32 tiles: GEMMs too thin
+    ((1, 512, 14, 14), False), ((1, 256, 56, 56), True),
+    ((32, 32, 16, 16), False),      # too few channels
+])
+def test_auto_rule(x_shape, winograd):
+    C = x_shape[1]
+    want = ("winograd", 4) if winograd else ("im2col", None)
+    assert F.auto_algorithm(x_shape, (C, C, 3, 3), (1, 1), (1, 1), 1) == want
+    # never where Winograd cannot run
+    for w_shape, stride, dilation, groups in [((C, C, 5, 5), (1, 1), (1, 1), 1),
+                                              ((C, C, 3, 3), (2, 2), (1, 1), 1),
+                                              ((C, C, 3, 3), (1, 1), (2, 2), 1),
+                                              ((C, C // 2, 3, 3), (1, 1), (1, 1), 2)]:
+        assert F.auto_algorithm(x_shape, w_shape, stride, dilation, groups) == (
+            "im2col", None)
+
+
+def test_auto_takes_winograd_on_the_fast_path_only(monkeypatch):
+    calls = _recording(monkeypatch)
+    rng = np.random.default_rng(0)
+    x = mc.tensor(rng.standard_normal((1, 64, 28, 28)))         # 49 tiles, 64 channels
+    w = mc.tensor(rng.standard_normal((64, 64, 3, 3)) * 0.05, requires_grad=True)
+    with dispatch.kernels("auto"):
+        fast_out = F.conv2d(x, w, padding=1)
+    assert fast_out.grad_fn.algorithm == ("winograd", 4)
+    assert calls == ["numba_winograd.conv2d_forward"]
+    calls.clear()
+    with dispatch.kernels("reference"):
+        ref_out = F.conv2d(x, w, padding=1)
+    assert ref_out.grad_fn.algorithm == ("im2col", None) and calls == []
+    np.testing.assert_allclose(fast_out.numpy(), ref_out.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_default_is_im2col_for_small_layers_and_forcing_selects(monkeypatch):
     calls = _recording(monkeypatch)
     assert F.get_conv_algorithm() == "auto"
-    assert F.auto_algorithm((32, 64, 32, 32), (64, 64, 3, 3), (1, 1), (1, 1), 1) == (
-        "im2col", None)
     reference = _step()
     assert calls == []
     with dispatch.kernels("auto"):
