@@ -12,14 +12,25 @@ the same network in both. They serve two purposes:
 The CIFAR ResNet-18 has no exact twin in ``minicnn.models`` (whose ResNets are the
 ImageNet ones), so both sides use ``cifar_resnet18`` from here.
 
+U-Net and FCN-8s are not written again: their model files (``minicnn/models/
+segmentation/``) are plain PyTorch code but for three imports, and torchvision has
+neither, so their torch side is *the same source file* run with those imports answered
+by torch (:func:`source_twin`, as the model tests do), plus the two functions torch
+lacks (``F.center_crop``, ``nn.init.bilinear_``), written here.
+
 ``count_flops`` counts a model's forward FLOPs with hooks, on PyTorch's ``meta`` device
 (shapes only, no memory, no arithmetic).
 """
 from __future__ import annotations
 
+import builtins
 import collections
+import importlib
+import inspect
+import types
 
-__all__ = ["lenet5", "alexnet", "vgg16", "cifar_resnet18", "count_flops", "param_shapes"]
+__all__ = ["lenet5", "alexnet", "vgg16", "cifar_resnet18", "unet", "fcn8s", "source_twin",
+           "count_flops", "param_shapes"]
 
 
 def lenet5(lib, num_classes=10):
@@ -154,6 +165,82 @@ def cifar_resnet18(lib, num_classes=10):
     return CifarResNet18()
 
 
+# ------------------------------------------------ segmentation: the model files on torch
+
+def source_twin(module, torch, functional=None, init=None):
+    """A new module holding ``module``'s source (a minicnn model file) executed with
+    ``import minicnn``, ``from minicnn import nn`` and ``from minicnn.nn import
+    functional as F`` answered by ``torch``, ``torch.nn`` and ``torch.nn.functional``:
+    the same lines then build the same network on torch. ``functional`` / ``init``:
+    {name: function} added to the twin's ``F`` / ``nn.init`` where torch has no such
+    function. Other imports (``from minicnn.functional._checks import positive_int``)
+    stay minicnn's: argument checks, no arrays.
+    """
+    nn_twin = types.ModuleType("nn_twin")
+    nn_twin.__dict__.update(vars(torch.nn))
+    nn_twin.functional = types.ModuleType("F_twin")
+    nn_twin.functional.__dict__.update(vars(torch.nn.functional), **(functional or {}))
+    nn_twin.init = types.ModuleType("init_twin")
+    nn_twin.init.__dict__.update(vars(torch.nn.init), **(init or {}))
+    lib_twin = types.ModuleType("torch_as_minicnn")
+    lib_twin.__dict__.update(vars(torch))
+    lib_twin.nn = nn_twin
+    answers = {"minicnn": lib_twin, "minicnn.nn": nn_twin}
+
+    def twin_import(name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 0 and name in answers:
+            # ``import minicnn.nn`` binds the top package; ``from minicnn.nn import F``
+            # reads F from the named one
+            return answers[name] if fromlist else lib_twin
+        return builtins.__import__(name, globals, locals, fromlist, level)
+
+    twin = types.ModuleType(f"torch_twin_{module.__name__.rsplit('.', 1)[-1]}")
+    twin.__dict__["__builtins__"] = dict(vars(builtins), __import__=twin_import)
+    exec(compile(inspect.getsource(module), module.__file__, "exec"), twin.__dict__)
+    return twin
+
+
+def _center_crop(x, size):
+    """torchvision's ``center_crop`` of the last two dimensions, by slicing (U-Net's skips
+    are never smaller than the crop): top = round((H - h) / 2), left likewise."""
+    h, w = int(size[0]), int(size[1])
+    top, left = int(round((x.shape[-2] - h) / 2)), int(round((x.shape[-1] - w) / 2))
+    return x[..., top:top + h, left:left + w]
+
+
+def _bilinear_(weight):
+    """``minicnn.nn.init.bilinear_`` for a torch weight: minicnn fills a NumPy copy (on the
+    ``meta`` device, shapes only, there is nothing to fill)."""
+    import torch
+    import minicnn
+    if weight.device.type != "meta":
+        filled = minicnn.nn.init.bilinear_(minicnn.zeros(*weight.shape)).numpy()
+        with torch.no_grad():
+            weight.copy_(torch.from_numpy(filled))
+    return weight
+
+
+def _segmentation(lib, module_name):
+    """``minicnn.models.segmentation.<module_name>`` for minicnn, its torch twin for torch."""
+    module = importlib.import_module(f"minicnn.models.segmentation.{module_name}")
+    if lib.__name__ == "minicnn":
+        return module
+    return source_twin(module, lib, functional={"center_crop": _center_crop},
+                       init={"bilinear_": _bilinear_})
+
+
+def unet(lib, **kwargs):
+    """Ronneberger et al.'s U-Net (``minicnn.models.segmentation.unet``: 1 input channel,
+    2 classes, valid convolutions; 572x572 -> 388x388) in either library."""
+    return _segmentation(lib, "unet").unet(**kwargs)
+
+
+def fcn8s(lib, **kwargs):
+    """FCN-8s on VGG16 (``minicnn.models.segmentation.fcn8s``: 21 classes, fixed bilinear
+    upsampling, conv1_1 padded by 100) in either library."""
+    return _segmentation(lib, "fcn").fcn8s(**kwargs)
+
+
 def param_shapes(model):
     """``[(name, shape), ...]`` of a model's state dict: equal lists mean the same layers."""
     return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
@@ -163,9 +250,10 @@ def count_flops(build, input_shape):
     """Forward FLOPs of ``build(torch)`` on one input of ``input_shape`` (batch included).
 
     Only convolutions and linear layers are counted, 2 FLOPs per multiply-add:
-    a conv makes 2·(C/groups)·KH·KW FLOPs per output element, a linear layer
-    2·in_features. Activations, pooling and normalisation add well under 1% to these
-    networks and are left out. Runs on the ``meta`` device: no memory, no arithmetic.
+    a conv makes 2·(C/groups)·KH·KW FLOPs per output element, a transposed conv
+    2·(K/groups)·KH·KW per *input* element, a linear layer 2·in_features.
+    Activations, pooling and normalisation add well under 1% to these networks and are
+    left out. Runs on the ``meta`` device: no memory, no arithmetic.
     """
     import torch
 
@@ -176,6 +264,10 @@ def count_flops(build, input_shape):
         if isinstance(module, torch.nn.Conv2d):
             kh, kw = module.kernel_size
             total += 2 * output.numel() * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, torch.nn.ConvTranspose2d):
+            kh, kw = module.kernel_size
+            total += (2 * inputs[0].numel() * (module.out_channels // module.groups)
+                      * kh * kw)
         elif isinstance(module, torch.nn.Linear):
             total += 2 * output.numel() * module.in_features
 

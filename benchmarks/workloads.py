@@ -16,7 +16,8 @@ What ``run()`` does (the timed part):
 * "train": one SGD step: zero_grad, forward, cross-entropy, backward, SGD(lr=0.01,
   momentum=0.9) step, the model in train mode.
 * "inference": one forward in eval mode under ``no_grad`` (a detector: one image, as a
-  list, through the whole pipeline; ``detector_workload``).
+  list, through the whole pipeline; ``detector_workload``). The segmentation networks
+  (U-Net, FCN-8s) and the detectors run on torch with minicnn's weights.
 * "scaling": the conv2d op workload (64 -> 64 channels, 3x3, stride 1, pad 1) as the
   batch size doubles, and as the image side doubles.
 
@@ -124,14 +125,22 @@ def _out_side(side, kernel, stride, pad):
     return (side + 2 * pad - kernel) // stride + 1
 
 
-def conv2d_workload(n, c, h, w, k, kernel, stride, pad, kind="op", params=None):
+def conv2d_workload(n, c, h, w, k, kernel, stride, pad, kind="op", params=None,
+                    conv_algorithm=None):
+    """conv2d forward + backward; ``conv_algorithm`` (one of
+    ``minicnn.functional.CONV_ALGORITHMS``) is passed to minicnn's conv2d, None leaves
+    the default (the torch side never takes it)."""
     oh, ow = _out_side(h, kernel, stride, pad), _out_side(w, kernel, stride, pad)
     forward = 2 * n * k * c * kernel * kernel * oh * ow
+    algorithm = {} if conv_algorithm is None else {"conv_algorithm": conv_algorithm}
+
+    def call(F, x, weight):
+        forced = algorithm if F.__name__.startswith("minicnn") else {}
+        return F.conv2d(x, weight, stride=stride, padding=pad, **forced)
     build = _op_builder(
         lambda rng: {"x": rng.standard_normal((n, c, h, w), dtype=F32),
                      "weight": _weight(rng, (k, c, kernel, kernel), c * kernel * kernel)},
-        ("x", "weight"),
-        lambda F, x, weight: F.conv2d(x, weight, stride=stride, padding=pad))
+        ("x", "weight"), call)
     name = f"conv2d {n}x{c}x{h}x{w} k{k}x{kernel}x{kernel} s{stride} p{pad}"
     if kind == "scaling":
         name = f"scaling {params['sweep']}: {name}"
@@ -256,42 +265,75 @@ def inference_workload(label, build_model, batch, input_shape, twin, needs):
                      build, needs, dict(model=label, N=batch, input=list(input_shape)))
 
 
-def detector_workload(name, image_shape, min_size=800, max_size=1333):
-    """One image through a torchvision-layout detector (``minicnn.models.detection.<name>``,
-    e.g. ``fasterrcnn_resnet50_fpn``) in eval mode under ``no_grad``: the image transform
-    (resize so the short side is ``min_size``, at most ``max_size`` on the long side, as
-    torchvision's defaults 800/1333), backbone and FPN, RPN, RoI heads, post-processing.
-
-    Random weights: minicnn's builder with ``weights=None, weights_backbone=None``. The
-    torch side is torchvision's builder with minicnn's very weights loaded, so both rank
-    the same proposals and keep the same detections; when torchvision is not importable
-    (it is not beside torch 2.13 here) minicnn is timed alone. Set up alone (the memory
-    child for torch) torchvision keeps its own random initialisation. No nominal FLOPs:
-    the heads' work depends on how many boxes survive, so the GFLOP/s columns stay empty.
-    """
+def _torch_gets_minicnn_weights(build):
+    """Builder of a model: ``build(lib)``, and the torch side loads the weights the
+    minicnn side was just built with (the harness sets minicnn up first), so both do
+    exactly the same arithmetic (the same boxes survive in a detector). Set up alone (the
+    memory child for torch) torch keeps its own random initialisation."""
     shared = {}
 
-    def build(lib):
-        image = np.random.default_rng(0).random(image_shape, dtype=F32)   # [0, 1) pixels
-        kwargs = dict(weights=None, weights_backbone=None, min_size=min_size,
-                      max_size=max_size)
+    def build_shared(lib):
+        if lib.__name__ == "minicnn":
+            model = build(lib)
+            shared["state"] = {k: v.numpy() for k, v in model.state_dict().items()}
+            return model
+        state = shared.pop("state", None)    # first: not kept if torch's side cannot build
+        model = build(lib)
+        if state is not None:
+            model.load_state_dict({k: lib.from_numpy(v) for k, v in state.items()})
+        return model
+    return build_shared
+
+
+def _torchvision_detector(name, kwargs):
+    """``torchvision.models.detection.<name>(**kwargs)``, or :class:`harness.Unavailable`
+    when torchvision cannot be imported."""
+    try:
+        detection = importlib.import_module("torchvision.models.detection")
+    except Exception as exc:         # ImportError, or a torchvision built for
+        why = f"{type(exc).__name__}: {exc}"         # another torch failing as it loads
+        raise harness.Unavailable(f"torchvision is not importable here ({why}), "
+                                  "so minicnn is timed alone") from None
+    return getattr(detection, name)(**kwargs)
+
+
+def detector_workload(name, image_shape, min_size=800, max_size=1333, minicnn_kwargs=None,
+                      torchvision_kwargs=None):
+    """One image through a torchvision-layout detector (``minicnn.models.detection.<name>``,
+    e.g. ``fasterrcnn_resnet50_fpn``) in eval mode under ``no_grad``: the image transform
+    (for the R-CNNs: resize so the short side is ``min_size``, at most ``max_size`` on the
+    long side, as torchvision's defaults 800/1333), backbone and FPN, RPN, RoI heads,
+    post-processing.
+
+    Random weights: minicnn's builder with ``minicnn_kwargs`` (default: ``weights=None,
+    weights_backbone=None`` and the sizes). The torch side is torchvision's builder with
+    ``torchvision_kwargs`` (default: the same) and minicnn's very weights loaded, so both
+    rank the same proposals and keep the same detections; when torchvision is not
+    importable (it is not beside torch 2.13 here) minicnn is timed alone. No nominal
+    FLOPs: the heads' work depends on how many boxes survive, so the GFLOP/s columns stay
+    empty.
+    """
+    label, params = "", {}
+    if minicnn_kwargs is None:            # an R-CNN: sized by the arguments, named so
+        minicnn_kwargs = dict(weights=None, weights_backbone=None, min_size=min_size,
+                              max_size=max_size)
+        label = ("" if (min_size, max_size) == (800, 1333)
+                 else f" (min_size {min_size}, max_size {max_size})")
+        params = dict(min_size=min_size, max_size=max_size)
+    torchvision_kwargs = minicnn_kwargs if torchvision_kwargs is None else torchvision_kwargs
+
+    def model(lib):
         if lib.__name__ == "minicnn":
             _library("minicnn")
             detection = importlib.import_module("minicnn.models.detection")
-            model = getattr(detection, name)(**kwargs).eval()
-            shared["state"] = {k: v.numpy() for k, v in model.state_dict().items()}
-        else:
-            try:
-                detection = importlib.import_module("torchvision.models.detection")
-            except Exception as exc:         # ImportError, or a torchvision built for
-                shared.clear()               # another torch failing as it loads
-                why = f"{type(exc).__name__}: {exc}"
-                raise harness.Unavailable(f"torchvision is not importable here ({why}), "
-                                          "so minicnn is timed alone") from None
-            model = getattr(detection, name)(**kwargs).eval()
-            state = shared.pop("state", None)
-            if state is not None:
-                model.load_state_dict({k: lib.from_numpy(v) for k, v in state.items()})
+            return getattr(detection, name)(**minicnn_kwargs).eval()
+        return _torchvision_detector(name, torchvision_kwargs).eval()
+
+    build_model = _torch_gets_minicnn_weights(model)
+
+    def build(lib):
+        image = np.random.default_rng(0).random(image_shape, dtype=F32)   # [0, 1) pixels
+        model = build_model(lib)
         x = lib.tensor(image)
 
         def run():
@@ -300,12 +342,27 @@ def detector_workload(name, image_shape, min_size=800, max_size=1333):
         return run
 
     c, h, w = image_shape
-    return _workload(f"inference {name} 1 image {c}x{h}x{w}"
-                     + ("" if (min_size, max_size) == (800, 1333)
-                        else f" (min_size {min_size}, max_size {max_size})"),
-                     "inference", lambda: None, build, [f"models.detection.{name}"],
-                     dict(model=name, N=1, input=list(image_shape), min_size=min_size,
-                          max_size=max_size))
+    return _workload(f"inference {name} 1 image {c}x{h}x{w}{label}", "inference",
+                     lambda: None, build, [f"models.detection.{name}"],
+                     dict(model=name, N=1, input=list(image_shape), **params))
+
+
+def ssd_workload(image_shape):
+    """SSD300 (``ssd300_vgg16``, 91 classes) on one image, as :func:`detector_workload`:
+    whatever the image's size, the model's transform resizes it to 300x300, so the work is
+    nearly fixed. torchvision's builder is told ``weights_backbone=None`` (its default
+    would download an ImageNet VGG16)."""
+    return detector_workload("ssd300_vgg16", image_shape, minicnn_kwargs={},
+                             torchvision_kwargs=dict(weights=None, weights_backbone=None))
+
+
+def segmentation_workload(label, build, input_shape, needs):
+    """One forward of a segmentation network (``models.unet``, ``models.fcn8s``: the
+    minicnn zoo and the torch twin of the same model file) on one image, eval mode, under
+    ``no_grad``; the torch side runs with minicnn's weights. FLOPs as the other models
+    (``models.count_flops``; transposed convolutions count too)."""
+    return inference_workload(label, _torch_gets_minicnn_weights(build), 1, input_shape,
+                              build, needs)
 
 
 # --------------------------------------------------------------------------- catalogue
@@ -360,6 +417,15 @@ def all_workloads(size="full"):
     # does); --quick keeps the image but lets the transform shrink it to 240x320
     out.append(detector_workload("fasterrcnn_resnet50_fpn", (3, 480, 640),
                                  *((800, 1333) if size == "full" else (240, 320))))
+    # SSD300 resizes every image to 300x300: --quick only gives it a smaller one to resize
+    out.append(ssd_workload((3, 480, 640) if size == "full" else (3, 240, 320)))
+    # U-Net, valid convolutions (sizes 124 + 16k): 380 -> 196 (the paper's tile, 572,
+    # is 3x the work); FCN-8s pads conv1_1 by 100, so even 64x64 costs 1.5 VGG-16s
+    full = size == "full"
+    out.append(segmentation_workload("unet", models.unet, (1, 380, 380) if full
+                                     else (1, 188, 188), ["models.segmentation.unet"]))
+    out.append(segmentation_workload("fcn8s", models.fcn8s, (3, 256, 256) if full
+                                     else (3, 64, 64), ["models.segmentation.fcn8s"]))
 
     for n in sz.scaling_batches:
         out.append(conv2d_workload(n, 64, sz.scaling_side, sz.scaling_side, 64, 3, 1, 1,
