@@ -6,6 +6,7 @@
     minicnn bench --memory --json r.json  also peak memory (slow), and save the figures
     minicnn bench --list                  the workload names
     minicnn bench --dry-run --quick       run every workload once, untimed: does it work?
+    minicnn bench --compare-algorithms    3x3 conv2d: im2col, Winograd, auto and torch
 
 See ``benchmarks/__init__.py`` for what is timed and how.
 """
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import gc
 import os
 import platform
 import sys
 
-from . import harness, memory, report
+from . import algorithms, blas, harness, memory, report
 from .workloads import SIZES, all_workloads, select
 
 # per size: warm-up runs, samples, min seconds per sample, seconds of samples per side
@@ -30,7 +32,7 @@ def build_parser(prog):
     p = argparse.ArgumentParser(prog=prog, description="minicnn against PyTorch (CPU, "
                                 "float32), side by side on the same workloads",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(__doc__.split("\n")[2:9]))
+                                epilog="\n".join(__doc__.split("\n")[2:10]))
     p.add_argument("--size", choices=sorted(SIZES), default="full",
                    help="workload sizes (default: full)")
     p.add_argument("--quick", action="store_const", dest="size", const="quick",
@@ -62,6 +64,12 @@ def build_parser(prog):
                    help="instead of the suite: data-parallel training steps/s of LeNet-5 "
                         "on N, M MPI ranks at global batch 64, compute vs allreduce time "
                         "(benchmarks/scaling.py; more options: python -m benchmarks.scaling)")
+    p.add_argument("--compare-algorithms", nargs="?", const="suite", choices=("suite", "all"),
+                   metavar="suite|all",
+                   help="instead of the suite: each 3x3 stride-1 conv2d shape of the suite "
+                        "(all: the scaling sweeps' shapes too), forward + backward with "
+                        "conv_algorithm " + ", ".join(algorithms.ALGORITHMS) + " and "
+                        "torch, alternating (benchmarks/algorithms.py)")
     p.add_argument("--budget", type=float,
                    help="seconds of samples per side per workload: slow workloads take "
                         "fewer samples, never fewer than 3 (default: 60, quick: 10)")
@@ -78,19 +86,9 @@ def run_workload(workload, warmup, repeats, min_time, budget, pause=0.0):
         row["status"] = "skipped"
         row["note"] = "minicnn has no " + ", ".join("minicnn." + m for m in missing) + " yet"
         return row
-    runs, errors, notes = {}, {}, []
-    for side in harness.SIDES:
-        try:
-            runs[side] = workload.setup(side)
-        except harness.Unavailable as exc:
-            notes.append(str(exc))
-        except Exception as exc:
-            errors[side] = f"setup: {type(exc).__name__}: {exc}"
-    timings, run_errors = harness.measure(runs, warmup, repeats, min_time, budget,
-                                          pause=pause)
-    errors.update(run_errors)
-    del runs
-    gc.collect()
+    timings, errors, notes = harness.set_up_and_measure(
+        {side: functools.partial(workload.setup, side) for side in harness.SIDES},
+        warmup, repeats, min_time, budget, pause)
     try:
         flops = workload.flops()            # None: no nominal count for this workload
         row["flops"] = None if flops is None else float(flops)
@@ -109,8 +107,9 @@ def run_workload(workload, warmup, repeats, min_time, budget, pause=0.0):
 
 
 def dry_run(workloads, log):
-    """Set up every workload and call each side's ``run`` once, untimed: a check that the
-    suite works before a long run. Returns the number of failures."""
+    """Set up every workload (or comparison: each of its columns) and call each side's
+    ``run`` once, untimed: a check that the suite works before a long run. Returns the
+    number of failures."""
     failures = 0
     for i, w in enumerate(workloads, 1):
         missing = harness.missing_pieces(w.needs)
@@ -119,7 +118,7 @@ def dry_run(workloads, log):
                 + ", ".join("minicnn." + m for m in missing) + " yet")
             continue
         said = []
-        for side in harness.SIDES:
+        for side in w.sides:
             try:
                 w.setup(side)()
             except harness.Unavailable as exc:
@@ -155,31 +154,43 @@ def add_memory(rows, size, threads, log):
     return base
 
 
-def run_suite(workloads, args, log):
-    """The ceiling, every workload in turn, then (``--memory``) the memory children."""
-    warmup, repeats, min_time, matmul_n = args.warmup, args.repeats, args.min_time, args.matmul_n
-    budget = args.budget
+def measure_header(args, log):
+    """What the run is: machine, versions, threads, BLAS, timing settings, and the float32
+    matmul ceiling, measured now; where OPENBLAS_CORETYPE pins OpenBLAS's kernels, the
+    ceiling again in a child process without it (``blas.py``). Returns the ``meta`` dict."""
     import minicnn
     import numpy as np
     import torch
-    log(f"measuring the float32 matmul ceiling ({matmul_n}^3) ...")
-    ceiling = harness.matmul_gflops(matmul_n, repeats=max(3, repeats))
-    meta = {
+    log(f"measuring the float32 matmul ceiling ({args.matmul_n}^3) ...")
+    ceiling = harness.matmul_gflops(args.matmul_n, repeats=max(3, args.repeats))
+    blas_now, unpinned = blas.blas_info(), None
+    if blas_now["coretype_env"] and blas_now["pinned"] is not False:
+        log(f"... and without {blas.CORETYPE_VARIABLE}={blas_now['coretype_env']}, in a "
+            f"child process ...")
+        unpinned = blas.unpinned_ceiling(args.matmul_n, max(3, args.repeats), args.threads)
+    return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count(), "python": platform.python_version()},
         "versions": {"minicnn": getattr(minicnn, "__version__", "?"), "torch": torch.__version__,
                      "numpy": np.__version__},
-        "threads": harness.thread_report(), "size": args.size, "warmup": warmup,
-        "repeats": repeats, "min_time_s": min_time, "budget_s": budget, "pause_s": args.pause,
-        "matmul_n": matmul_n,
-        "ceiling_gflops": ceiling, "memory_baseline_mb": None,
+        "threads": harness.thread_report(), "blas": blas_now, "size": args.size,
+        "warmup": args.warmup, "repeats": args.repeats, "min_time_s": args.min_time,
+        "budget_s": args.budget, "pause_s": args.pause, "matmul_n": args.matmul_n,
+        "ceiling_gflops": ceiling, "ceiling_unpinned": unpinned, "memory_baseline_mb": None,
         "flops_note": "nominal: conv 2*N*K*C/groups*KH*KW*OH*OW per pass, fwd+bwd = 3x; "
                       "models: conv+linear forward FLOPs, x3 for a training step",
     }
+
+
+def run_suite(workloads, args, log):
+    """The header and ceiling, every workload in turn, then (``--memory``) the memory
+    children."""
+    meta = measure_header(args, log)
     rows = []
     for i, w in enumerate(workloads, 1):
-        row = run_workload(w, warmup, repeats, min_time, budget, args.pause)
+        row = run_workload(w, args.warmup, args.repeats, args.min_time, args.budget,
+                           args.pause)
         rows.append(row)
         mc, th = row["minicnn"], row["torch"]
         log(f"[{i}/{len(workloads)}] {w.name}: " + (
@@ -191,13 +202,36 @@ def run_suite(workloads, args, log):
     return meta, rows
 
 
+def run_comparisons(comparisons, args, log):
+    """``--compare-algorithms``: the header and ceiling, then every comparison in turn."""
+    meta = measure_header(args, log)
+    meta["algorithms"] = list(algorithms.ALGORITHMS)
+    rows = []
+    for i, c in enumerate(comparisons, 1):
+        row = algorithms.compare(c, args.warmup, args.repeats, args.min_time, args.budget,
+                                 args.pause)
+        rows.append(row)
+        log(f"[{i}/{len(comparisons)}] {c.name}: " + ", ".join(
+            f"{side} {report._ms(t)} ms" for side, t in row["times"].items())
+            + (f" ({row['note']})" if row["note"] else ""))
+    return meta, rows
+
+
 def cli_main(argv=None, prog="python -m benchmarks"):
     args = build_parser(prog).parse_args(sys.argv[1:] if argv is None else list(argv))
     if args.ranks:
         from . import scaling
         return scaling.main(["--ranks", args.ranks] + (["--json", args.json] if args.json
                                                        else []), prog=prog)
-    workloads = select(all_workloads(args.size), args.only)
+    if args.compare_algorithms and args.memory:
+        print(f"{prog}: --memory measures the suite's workloads; it does not go with "
+              f"--compare-algorithms", file=sys.stderr)
+        return 2
+    if args.compare_algorithms:
+        workloads = select(algorithms.comparisons(args.size, args.compare_algorithms == "all"),
+                           args.only)
+    else:
+        workloads = select(all_workloads(args.size), args.only)
     if args.list:
         print("\n".join(f"{w.kind:<10} {w.name}" for w in workloads))
         return 0
@@ -225,6 +259,14 @@ def cli_main(argv=None, prog="python -m benchmarks"):
         print(f"dry run: {len(workloads)} workload(s), {failures} failure(s)")
         return 1 if failures else 0
     args.threads = args.threads or torch.get_num_threads()
+    if args.compare_algorithms:
+        with harness.threads(args.threads):
+            meta, rows = run_comparisons(workloads, args, log)
+        print(report.format_algorithms(meta, rows))
+        if args.json:
+            report.write_json(args.json, meta, rows)
+            print(f"\nfigures written to {args.json}")
+        return 1 if any(r["status"] == "error" for r in rows) else 0
     with harness.threads(args.threads):
         meta, rows = run_suite(workloads, args, log)
 

@@ -46,7 +46,7 @@ import time
 from typing import Callable
 
 __all__ = ["Workload", "Timing", "SIDES", "Unavailable", "measure", "missing_pieces",
-           "threads", "thread_report", "matmul_gflops"]
+           "set_up_and_measure", "threads", "thread_report", "numpy_blas_pools", "matmul_gflops"]
 
 #: The two frameworks, in the order they are run within a round.
 SIDES = ("minicnn", "torch")
@@ -73,6 +73,10 @@ class Workload:
     setup_torch: Callable[[], Callable[[], object]]
     needs: tuple = ()
     params: dict = dataclasses.field(default_factory=dict)   # shapes, for JSON and plots
+
+    @property
+    def sides(self):
+        return SIDES
 
     def setup(self, side):
         return {"minicnn": self.setup_minicnn, "torch": self.setup_torch}[side]()
@@ -143,6 +147,26 @@ def measure(runs, warmup=1, repeats=7, min_time=0.05, budget=None, clock=time.pe
     return timings, errors
 
 
+def set_up_and_measure(setups, warmup, repeats, min_time, budget, pause=0.0):
+    """Call each ``setups[side]()`` (outside the clock) for its ``run``, then
+    :func:`measure` the runs. Returns ``({side: Timing}, {side: error}, notes)``: a setup
+    raising :class:`Unavailable` adds its message to the notes and that side is left out;
+    any other exception is the side's error."""
+    runs, errors, notes = {}, {}, []
+    for side, setup in setups.items():
+        try:
+            runs[side] = setup()
+        except Unavailable as exc:
+            notes.append(str(exc))
+        except Exception as exc:
+            errors[side] = f"setup: {type(exc).__name__}: {exc}"
+    timings, run_errors = measure(runs, warmup, repeats, min_time, budget, pause=pause)
+    errors.update(run_errors)
+    del runs
+    gc.collect()                                           # this workload's inputs
+    return timings, errors, notes
+
+
 def _round_order(sides, round_):
     """minicnn, torch on even rounds; torch, minicnn on odd ones."""
     return sides if round_ % 2 == 0 else sides[::-1]
@@ -191,18 +215,10 @@ def thread_report():
     """{"torch": n, "numpy_blas": "n (openblas)" or "unknown", "numba": n or None}."""
     import torch
     report = {"torch": torch.get_num_threads(), "numpy_blas": "unknown", "numba": None}
-    try:
-        import numpy as np
-        import threadpoolctl
-        info = [d for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
-        # NumPy's own BLAS sits in numpy's folder (numpy.libs); torch may bring another
-        numpy_dir = os.path.dirname(np.__file__)      # .../numpy, a prefix of .../numpy.libs
-        mine = [d for d in info if d["filepath"].startswith(numpy_dir)] or info
-        if mine:
-            report["numpy_blas"] = ", ".join(f"{d['num_threads']} ({d['internal_api']})"
-                                             for d in mine)
-    except ImportError:
-        pass
+    mine = numpy_blas_pools()
+    if mine:
+        report["numpy_blas"] = ", ".join(f"{d['num_threads']} ({d['internal_api']})"
+                                         for d in mine)
     try:
         import numba
         report["numba"] = numba.get_num_threads()
@@ -211,20 +227,38 @@ def thread_report():
     return report
 
 
+def numpy_blas_pools():
+    """threadpoolctl's descriptions (dicts) of the BLAS NumPy calls; [] without
+    threadpoolctl. NumPy's own BLAS sits in numpy's folder (numpy.libs); torch may bring
+    another, listed only when none is NumPy's."""
+    try:
+        import numpy as np
+        import threadpoolctl
+    except ImportError:
+        return []
+    info = [d for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
+    numpy_dir = os.path.dirname(np.__file__)      # .../numpy, a prefix of .../numpy.libs
+    return [d for d in info if d["filepath"].startswith(numpy_dir)] or info
+
+
 # --------------------------------------------------------------------------- ceiling
 
-def matmul_gflops(n=2048, repeats=5):
-    """float32 (n x n) @ (n x n) GFLOP/s of NumPy's BLAS and of PyTorch, measured now.
+def matmul_gflops(n=2048, repeats=5, sides=("numpy", "torch")):
+    """float32 (n x n) @ (n x n) GFLOP/s of NumPy's BLAS and of PyTorch (``sides``),
+    measured now, as {side: GFLOP/s}.
 
     2·n³ FLOPs per product. This is the practical ceiling of a convolution on this
     machine and thread count: minicnn's conv is im2col + this very matrix multiply.
     """
     import numpy as np
-    import torch
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    times, _ = measure({"numpy": lambda: a @ b, "torch": lambda: ta @ tb},
-                       warmup=1, repeats=repeats, min_time=0.0)
+    runs = {"numpy": lambda: a @ b}
+    if "torch" in sides:
+        import torch
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        runs["torch"] = lambda: ta @ tb
+    times, _ = measure({side: runs[side] for side in sides}, warmup=1, repeats=repeats,
+                       min_time=0.0)
     return {side: 2 * n ** 3 / t.median / 1e9 for side, t in times.items()}

@@ -6,14 +6,19 @@ A result row is a plain dict (it is also what the JSON holds)::
      "status": "ok" | "skipped" | "error", "note": "...", "flops": nominal FLOPs,
      "minicnn": {"median_s", "samples_s", "number", "gflops", "peak_mb"} or None,
      "torch": the same, "ratio": torch median / minicnn median}
+
+``--compare-algorithms`` rows are ``algorithms.compare``'s (one time per algorithm and
+torch); :func:`format_algorithms` prints them under the same header.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 
-__all__ = ["format_table", "write_json", "plot_scaling", "geometric_means"]
+__all__ = ["format_header", "format_table", "format_algorithms", "write_json",
+           "plot_scaling", "geometric_means"]
 
 _KIND_TITLES = {"op": "ops: forward + backward", "train": "training step",
                 "inference": "inference (eval, no_grad)", "scaling": "scaling (conv2d)"}
@@ -42,12 +47,16 @@ def geometric_means(rows):
     return {k: math.exp(sum(v) / len(v)) for k, v in by_kind.items()}
 
 
-def format_table(meta, rows, memory=False):
-    """The whole report as text: a header (threads, ceiling), one line per workload
-    grouped by kind, notes for skipped/failed rows, and the geometric means."""
+def format_header(meta):
+    """The lines that say what ran: versions, timing, threads, and the matmul ceiling with
+    the BLAS NumPy used (library, version, kernels, an OPENBLAS_CORETYPE pin and the
+    ceiling without it: ``blas.describe``)."""
+    from .blas import describe
     t = meta["threads"]
     ceiling = meta["ceiling_gflops"]
-    lines = [
+    blas = (f" ({describe(meta['blas'], meta.get('ceiling_unpinned'))})"
+            if meta.get("blas") else "")
+    return [
         f"minicnn {meta['versions']['minicnn']} vs PyTorch {meta['versions']['torch']} "
         f"(CPU, float32), size {meta['size']}",
         f"timing: first call and {meta['warmup']} warm-up run(s) untimed, then the median "
@@ -59,9 +68,15 @@ def format_table(meta, rows, memory=False):
         f"threads: torch {t['torch']} | numpy BLAS {t['numpy_blas']}"
         + (f" | numba {t['numba']}" if t.get("numba") is not None else ""),
         f"ceiling, float32 matmul {meta['matmul_n']}^3: numpy {ceiling['numpy']:.1f} "
-        f"GFLOP/s, torch {ceiling['torch']:.1f} GFLOP/s",
-        "torch/minicnn = torch time / minicnn time: above 1 means minicnn is faster",
+        f"GFLOP/s{blas}, torch {ceiling['torch']:.1f} GFLOP/s",
     ]
+
+
+def format_table(meta, rows, memory=False):
+    """The whole report as text: a header (threads, ceiling), one line per workload
+    grouped by kind, notes for skipped/failed rows, and the geometric means."""
+    lines = format_header(meta) + [
+        "torch/minicnn = torch time / minicnn time: above 1 means minicnn is faster"]
     if memory:
         lines.append("MB = peak resident memory above a process that only imports both "
                      "libraries (first-use overheads included), one process per figure")
@@ -72,25 +87,18 @@ def format_table(meta, rows, memory=False):
     if memory:
         head += f"  {'minicnn MB':>10}  {'torch MB':>8}"
     lines += [head, "-" * len(head)]
-    notes = []
-    kind = None
-    for r in rows:
-        if r["kind"] != kind:
-            kind = r["kind"]
-            lines.append(f"[{_KIND_TITLES.get(kind, kind)}]")
+    def line_of(r):
         mc, th = r.get("minicnn"), r.get("torch")
         ratio = f"{r['ratio']:.2f}" if r.get("ratio") else r["status"]
         line = (f"{r['name']:<{width}}  {_ms(mc):>10}  {_ms(th):>10}  {ratio:>13}  "
                 f"{_gflops(mc):>15}  {_gflops(th):>13}")
-        if memory:
-            line += f"  {_mb(mc):>10}  {_mb(th):>8}"
-        if r.get("note"):
-            notes.append(r)
-            line += f"  [{len(notes)}]"
-        lines.append(line)
-    if notes:
-        lines.append("")
-        lines += [f"[{i}] {r['name']}: {r['note']}" for i, r in enumerate(notes, 1)]
+        return line + (f"  {_mb(mc):>10}  {_mb(th):>8}" if memory else "")
+
+    notes = []
+    for kind, group in itertools.groupby(rows, key=lambda r: r["kind"]):
+        lines.append(f"[{_KIND_TITLES.get(kind, kind)}]")
+        lines += _row_lines(group, line_of, notes)
+    lines += _note_lines(notes)
     means = geometric_means(rows)
     if means:
         lines.append("")
@@ -98,6 +106,54 @@ def format_table(meta, rows, memory=False):
             f"{_KIND_SHORT.get(k, k)} {v:.2f}"
             for k, v in means.items()))
     return "\n".join(lines)
+
+
+def format_algorithms(meta, rows):
+    """``--compare-algorithms`` as text: the header, then per conv2d shape the ms of each
+    algorithm and of torch, torch / minicnn's fastest, which algorithm that is, and which
+    one "auto" chose; notes for failures; the geometric mean of the ratios."""
+    from .algorithms import ALGORITHMS, geometric_mean_ratio
+    columns = list(ALGORITHMS) + ["torch"]
+    lines = format_header(meta) + [
+        "conv2d forward + backward (grad of input and weight), ms per call; torch/best = "
+        "torch time / the fastest minicnn algorithm's: above 1 means minicnn is faster",
+        ""]
+    width = max([len(r["name"]) for r in rows] + [8])
+    cells = [max(len(c), 8) for c in columns]
+    head = (f"{'workload':<{width}}  " + "  ".join(f"{c:>{n}}" for c, n in zip(columns, cells))
+            + f"  {'torch/best':>10}  {'fastest':<12}  auto runs")
+    lines += [head, "-" * len(head)]
+    def line_of(r):
+        ratio = f"{r['ratio']:.2f}" if r.get("ratio") else r["status"]
+        return (f"{r['name']:<{width}}  "
+                + "  ".join(f"{_ms(r['times'].get(c)):>{n}}" for c, n in zip(columns, cells))
+                + f"  {ratio:>10}  {r.get('best') or '-':<12}  {r.get('auto_choice', '?')}")
+
+    notes = []
+    lines += _row_lines(rows, line_of, notes) + _note_lines(notes)
+    mean = geometric_mean_ratio(rows)
+    if mean:
+        lines += ["", f"geometric mean of torch/best: {mean:.2f}"]
+    return "\n".join(lines)
+
+
+def _row_lines(rows, line_of, notes):
+    """``line_of(row)`` for each row, marked "[i]" where the row has a note (the row is
+    then appended to ``notes``, i being its place there)."""
+    lines = []
+    for r in rows:
+        line = line_of(r)
+        if r.get("note"):
+            notes.append(r)
+            line += f"  [{len(notes)}]"
+        lines.append(line)
+    return lines
+
+
+def _note_lines(notes):
+    """The notes the "[i]" marks refer to, after an empty line (none: no lines)."""
+    return [""] + [f"[{i}] {r['name']}: {r['note']}" for i, r in enumerate(notes, 1)] \
+        if notes else []
 
 
 def write_json(path, meta, rows):

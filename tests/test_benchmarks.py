@@ -316,3 +316,307 @@ def test_the_detector_row_dry_runs(capsys):
     line = next(l for l in out.splitlines() if DETECTOR in l)
     assert "minicnn ok" in line
     assert "torch ok" in line or "torch unavailable (torchvision is not importable" in line
+
+
+# ------------------------------------------------ the BLAS in the header (benchmarks/blas.py)
+
+OPENBLAS_HASWELL = {"user_api": "blas", "internal_api": "openblas", "version": "0.3.31.188.0",
+                    "architecture": "Haswell", "num_threads": 2,
+                    "filepath": "/site-packages/numpy.libs/libscipy_openblas64_.so"}
+PINNED_META = {"versions": {"minicnn": "0", "torch": "0"}, "size": "full", "repeats": 7,
+               "warmup": 1, "threads": {"torch": 2, "numpy_blas": "2 (openblas)"},
+               "matmul_n": 2048, "ceiling_gflops": {"numpy": 239.8, "torch": 141.4},
+               "blas": {"library": "OpenBLAS", "version": "0.3.31.188.0",
+                        "core_type": "Haswell", "threads": 2, "coretype_env": "Haswell",
+                        "pinned": True},
+               "ceiling_unpinned": {"numpy": 461.0, "core_type": "SkylakeX", "error": None}}
+
+
+def test_blas_info_names_the_library_its_kernels_and_the_pin():
+    from benchmarks import blas
+    info = blas.blas_info({"OPENBLAS_CORETYPE": "Haswell"}, [OPENBLAS_HASWELL])
+    assert info == PINNED_META["blas"]
+    assert blas.blas_info({}, [OPENBLAS_HASWELL])["pinned"] is False
+    assert blas.blas_info({"OPENBLAS_CORETYPE": ""}, [OPENBLAS_HASWELL])["pinned"] is False
+    mkl = dict(OPENBLAS_HASWELL, internal_api="mkl", architecture=None, version="2024.0")
+    info = blas.blas_info({"OPENBLAS_CORETYPE": "Haswell"}, [mkl])
+    assert (info["library"], info["core_type"], info["pinned"]) == ("MKL", None, False)
+    # nothing known (no threadpoolctl): the variable alone, and no claim about a pin
+    info = blas.blas_info({"OPENBLAS_CORETYPE": "Haswell"}, [])
+    assert info == {"library": None, "version": None, "core_type": None, "threads": None,
+                    "coretype_env": "Haswell", "pinned": None}
+
+
+def test_blas_info_without_threadpoolctl_says_core_type_unknown(monkeypatch):
+    import sys
+    from benchmarks import blas
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)      # import fails
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    info = blas.blas_info()
+    assert info["library"] is None and info["core_type"] is None
+    assert blas.describe(info) == "BLAS unknown core type unknown"
+    assert harness.thread_report()["numpy_blas"] == "unknown"
+
+
+def test_the_ceiling_line_says_the_kernels_the_pin_and_the_unpinned_figure():
+    text = report.format_table(PINNED_META, [])
+    assert ("ceiling, float32 matmul 2048^3: numpy 239.8 GFLOP/s (OpenBLAS 0.3.31 Haswell "
+            "kernels, pinned by OPENBLAS_CORETYPE=Haswell; 461.0 GFLOP/s unpinned, SkylakeX "
+            "kernels), torch 141.4 GFLOP/s") in text
+    unpinned_failed = dict(PINNED_META, ceiling_unpinned={
+        "numpy": None, "core_type": None, "error": "the unpinned child timed out after 300 s"})
+    assert ("pinned by OPENBLAS_CORETYPE=Haswell; unpinned figure missing: the unpinned "
+            "child timed out after 300 s), torch" in report.format_table(unpinned_failed, []))
+    free = dict(PINNED_META, blas=dict(PINNED_META["blas"], coretype_env=None, pinned=False,
+                                       core_type="SkylakeX"), ceiling_unpinned=None)
+    assert "numpy 239.8 GFLOP/s (OpenBLAS 0.3.31 SkylakeX kernels), torch" in \
+        report.format_table(free, [])
+
+
+def test_the_unpinned_child_runs_without_the_variable_and_the_parent_keeps_it(monkeypatch):
+    import os
+    import subprocess
+    from benchmarks import blas
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    seen = {}
+
+    def fake_run(cmd, env, **kwargs):
+        seen.update(cmd=cmd, env=env)
+        answer = {"numpy": 461.0, "blas": dict(PINNED_META["blas"], core_type="SkylakeX")}
+        return subprocess.CompletedProcess(cmd, 0, stdout=json.dumps(answer) + "\n", stderr="")
+    monkeypatch.setattr(blas.subprocess, "run", fake_run)
+    assert blas.unpinned_ceiling(2048, 5, 2) == {"numpy": 461.0, "core_type": "SkylakeX",
+                                                  "error": None}
+    assert "OPENBLAS_CORETYPE" not in seen["env"] and seen["env"]["OPENBLAS_NUM_THREADS"] == "2"
+    assert seen["cmd"][1:] == ["-m", "benchmarks.blas", "--n", "2048", "--repeats", "5",
+                               "--threads", "2"]
+    assert os.environ["OPENBLAS_CORETYPE"] == "Haswell"           # the user's, untouched
+
+    def failing(cmd, env, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="Traceback\nOSError: x\n")
+    monkeypatch.setattr(blas.subprocess, "run", failing)
+    assert blas.unpinned_ceiling(64, 1, 1) == {"numpy": None, "core_type": None,
+                                               "error": "the unpinned child failed: OSError: x"}
+
+
+def test_the_unpinned_child_answers_in_json():
+    """The real child, on a tiny product (its figure is not checked, only its answer)."""
+    import os
+    from benchmarks import blas
+    got = blas.unpinned_ceiling(32, 1, 1, environ=dict(os.environ, OPENBLAS_CORETYPE="Haswell"))
+    assert got["error"] is None and got["numpy"] > 0
+    assert got["core_type"] is None or isinstance(got["core_type"], str)
+
+
+@pytest.mark.parametrize("variable", ["Haswell", None])
+def test_the_header_measures_the_unpinned_ceiling_only_under_a_pin(monkeypatch, variable):
+    from benchmarks import blas
+    calls = []
+    if variable:
+        monkeypatch.setenv("OPENBLAS_CORETYPE", variable)
+    else:
+        monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    monkeypatch.setattr(harness, "matmul_gflops", lambda n, repeats: {"numpy": 1.0, "torch": 2.0})
+    real_blas_info = blas.blas_info
+    monkeypatch.setattr(blas, "blas_info", lambda: real_blas_info(None, [OPENBLAS_HASWELL]))
+    monkeypatch.setattr(blas, "unpinned_ceiling", lambda *a: calls.append(a) or {
+        "numpy": 3.0, "core_type": "SkylakeX", "error": None})
+    args = bench_main.build_parser("minicnn bench").parse_args(["--threads", "2"])
+    args.warmup, args.repeats, args.min_time, args.budget, args.matmul_n, args.pause = (
+        1, 7, 0.05, 60.0, 2048, 0.2)
+    meta = bench_main.measure_header(args, lambda message: None)
+    assert meta["ceiling_gflops"] == {"numpy": 1.0, "torch": 2.0}
+    assert meta["blas"]["pinned"] is bool(variable)
+    if variable:
+        assert calls == [(2048, 7, 2)]
+        assert meta["ceiling_unpinned"]["numpy"] == 3.0
+    else:
+        assert calls == [] and meta["ceiling_unpinned"] is None
+
+
+# ------------------------------------------------ --compare-algorithms (benchmarks/algorithms.py)
+
+def test_comparisons_take_the_suites_3x3_stride_1_convolutions():
+    from benchmarks import algorithms
+    suite = [c.name for c in algorithms.comparisons("quick")]
+    assert suite == ["conv2d 4x64x32x32 k64x3x3 s1 p1", "conv2d 4x128x16x16 k128x3x3 s1 p1",
+                     "conv2d 4x256x8x8 k256x3x3 s1 p1"]          # not the 5x5 or 11x11 ones
+    everything = algorithms.comparisons("quick", scaling=True)
+    shapes = [tuple(c.params[k] for k in "NCHWK") for c in everything]
+    assert len(shapes) == len(set(shapes)) > len(suite)           # the sweeps, each shape once
+    assert any(c.name.startswith("scaling side: ") for c in everything)
+    c = everything[0]
+    assert c.sides == ("im2col", "winograd_2x2", "winograd_4x4", "auto", "torch")
+    assert c.flops == 3 * 2 * 4 * 64 * 64 * 9 * 32 * 32
+
+
+def test_each_column_runs_the_algorithm_it_names(monkeypatch):
+    """The minicnn columns force conv_algorithm on conv2d; torch's call gets none."""
+    import minicnn.nn.functional as mf          # what the workloads call: lib.nn.functional
+    from benchmarks import algorithms
+    real, asked = mf.conv2d, []
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("conv_algorithm"))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(mf, "conv2d", spy)
+    c = algorithms._comparison("tiny", dict(op="conv2d", N=1, C=2, H=6, W=6, K=3, kernel=3,
+                                            stride=1, padding=1))
+    for side in c.sides:
+        c.setup(side)()
+    # each setup calls conv2d once without grad (the output's shape), and run() once
+    assert asked == [a for a in algorithms.ALGORITHMS for _ in range(2)]
+
+
+def _fake_compare_timings(monkeypatch, ms):
+    """harness.measure answers ``ms`` (per side) without running or timing anything."""
+    def fake_measure(runs, warmup, repeats, min_time, budget=None, pause=0.0):
+        return {side: harness.Timing(ms[side] / 1e3, [ms[side] / 1e3] * repeats, 1)
+                for side in runs}, {}
+    monkeypatch.setattr(harness, "measure", fake_measure)
+
+
+def test_compare_names_the_fastest_algorithm_and_the_ratio(monkeypatch):
+    from benchmarks import algorithms
+    _fake_compare_timings(monkeypatch, {"im2col": 8.0, "winograd_2x2": 6.0,
+                                        "winograd_4x4": 4.0, "auto": 3.0, "torch": 2.0})
+    c = algorithms._comparison("tiny", dict(op="conv2d", N=1, C=2, H=6, W=6, K=3, kernel=3,
+                                            stride=1, padding=1))
+    row = algorithms.compare(c, warmup=0, repeats=3, min_time=0.0, budget=None)
+    assert row["status"] == "ok" and row["note"] == ""
+    assert row["best"] == "winograd_4x4"            # "auto" runs one of the others
+    assert row["ratio"] == pytest.approx(0.5)
+    assert row["times"]["torch"]["median_s"] == pytest.approx(2e-3)
+    assert row["times"]["im2col"]["gflops"] == pytest.approx(c.flops / 8e-3 / 1e9)
+    assert row["auto_choice"] in ("im2col", "winograd_2x2", "winograd_4x4", "winograd")
+    text = report.format_algorithms(PINNED_META, [row])
+    assert "torch/best" in text and "OPENBLAS_CORETYPE=Haswell" in text
+    line = next(l for l in text.splitlines() if l.startswith("tiny"))
+    assert line.split()[1:8] == ["8.00", "6.00", "4.00", "3.00", "2.00", "0.50", "winograd_4x4"]
+    assert "geometric mean of torch/best: 0.50" in text
+
+
+def test_compare_reports_a_column_that_fails(monkeypatch):
+    from benchmarks import algorithms
+
+    def refuses():
+        raise ValueError("conv2d: conv_algorithm='winograd_4x4' needs a 3x3 kernel")
+    c = algorithms.Comparison("broken", {}, 1.0, {"im2col": lambda: (lambda: None),
+                                                  "winograd_4x4": refuses,
+                                                  "torch": lambda: (lambda: None)})
+    row = algorithms.compare(c, warmup=0, repeats=1, min_time=0.0, budget=None)
+    assert row["status"] == "error" and row["best"] == "im2col"
+    assert row["times"]["winograd_4x4"] is None
+    assert row["note"] == ("winograd_4x4: setup: ValueError: conv2d: "
+                           "conv_algorithm='winograd_4x4' needs a 3x3 kernel")
+    assert "[1] broken: winograd_4x4: setup" in report.format_algorithms(PINNED_META, [row])
+
+
+def test_cli_compare_algorithms_prints_the_table_and_writes_json(tmp_path, capsys,
+                                                                 monkeypatch):
+    from benchmarks import blas
+    _fake_compare_timings(monkeypatch, {"im2col": 5.0, "winograd_2x2": 4.0,
+                                        "winograd_4x4": 3.0, "auto": 5.0, "torch": 6.0})
+    monkeypatch.setattr(harness, "matmul_gflops", lambda n, repeats: {"numpy": 1.0, "torch": 2.0})
+    monkeypatch.setattr(blas, "unpinned_ceiling", lambda *a: {"numpy": 3.0,
+                                                              "core_type": "SkylakeX",
+                                                              "error": None})
+    out = tmp_path / "algorithms.json"
+    rc = cli_main(["--compare-algorithms", "--quick", "--only", "4x256x8x8", "--threads", "1",
+                   "--json", str(out)], prog="minicnn bench")
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "conv2d 4x256x8x8 k256x3x3 s1 p1" in text and "winograd_4x4" in text
+    data = json.loads(out.read_text())
+    assert data["meta"]["algorithms"] == ["im2col", "winograd_2x2", "winograd_4x4", "auto"]
+    assert data["meta"]["ceiling_gflops"] == {"numpy": 1.0, "torch": 2.0}
+    assert "blas" in data["meta"] and "ceiling_unpinned" in data["meta"]
+    [row] = data["results"]
+    assert row["kind"] == "algorithms" and row["best"] == "winograd_4x4"
+    assert row["ratio"] == pytest.approx(2.0)
+    assert set(row["times"]) == {"im2col", "winograd_2x2", "winograd_4x4", "auto", "torch"}
+
+
+def test_cli_compare_algorithms_dry_runs_every_column(capsys):
+    assert cli_main(["--compare-algorithms", "--quick", "--only", "4x256x8x8", "--dry-run"],
+                    prog="minicnn bench") == 0
+    out = capsys.readouterr().out
+    assert ("[1/1] conv2d 4x256x8x8 k256x3x3 s1 p1: im2col ok, winograd_2x2 ok, "
+            "winograd_4x4 ok, auto ok, torch ok") in out
+
+
+def test_cli_compare_algorithms_lists_and_refuses_memory(capsys):
+    assert cli_main(["--compare-algorithms", "all", "--quick", "--list"],
+                    prog="minicnn bench") == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert "algorithms conv2d 4x64x32x32 k64x3x3 s1 p1" in listed
+    assert any(line.startswith("algorithms scaling batch: ") for line in listed)
+    assert cli_main(["--compare-algorithms", "--memory"], prog="minicnn bench") == 2
+    assert "does not go with --compare-algorithms" in capsys.readouterr().err
+
+
+# ------------------------------------------------ the segmentation and SSD rows
+
+def test_the_segmentation_and_ssd_rows_are_in_the_suite():
+    full = {w.name: w for w in workloads.all_workloads("full")}
+    quick = {w.name: w for w in workloads.all_workloads("quick")}
+    for rows, unet_side, fcn_side, image in ((full, 380, 256, "3x480x640"),
+                                             (quick, 188, 64, "3x240x320")):
+        unet = rows[f"inference unet batch 1 1x{unet_side}x{unet_side}"]
+        fcn = rows[f"inference fcn8s batch 1 3x{fcn_side}x{fcn_side}"]
+        ssd = rows[f"inference ssd300_vgg16 1 image {image}"]
+        assert unet.needs == ("models.segmentation.unet",)
+        assert fcn.needs == ("models.segmentation.fcn8s",)
+        assert ssd.needs == ("models.detection.ssd300_vgg16",) and ssd.flops() is None
+        assert all(w.kind == "inference" for w in (unet, fcn, ssd))
+
+
+def test_flop_count_includes_transposed_convolutions(torch):
+    def up(lib):
+        return lib.nn.ConvTranspose2d(4, 2, kernel_size=2, stride=2)
+    # every input pixel spreads a 2x2 patch over 2 channels: 2·(N·C·H·W)·K·KH·KW
+    assert models.count_flops(up, (1, 4, 5, 5)) == 2 * 100 * 2 * 2 * 2
+
+
+@pytest.mark.parametrize("name, kwargs, input_shape", [
+    ("unet", dict(base_channels=4), (1, 1, 188, 188)),
+    ("fcn8s", dict(base_channels=4, fc_channels=8, num_classes=3), (1, 3, 32, 32))])
+def test_the_segmentation_twins_compute_what_minicnn_computes(torch, name, kwargs,
+                                                               input_shape):
+    """The torch side of a segmentation row is minicnn's model file run on torch, with
+    minicnn's weights: the same function."""
+    import minicnn
+    build = workloads._torch_gets_minicnn_weights(
+        lambda lib: getattr(models, name)(lib, **kwargs))
+    ours, theirs = build(minicnn), build(torch)          # minicnn first, as the harness
+    assert isinstance(theirs, torch.nn.Module)
+    assert models.param_shapes(ours) == models.param_shapes(theirs)
+    x = np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)
+    with torch.no_grad(), minicnn.no_grad():
+        expected = theirs.eval()(torch.from_numpy(x)).numpy()
+        got = ours.eval()(minicnn.tensor(x)).numpy()
+    assert got.shape == expected.shape == (1, kwargs.get("num_classes", 2)) + (
+        (4, 4) if name == "unet" else (32, 32))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_fcn8s_twin_upsamples_bilinearly_as_minicnn(torch):
+    """torch has no nn.init.bilinear_: the twin's fills the very same kernel."""
+    import minicnn
+    theirs = models.fcn8s(torch, base_channels=4, fc_channels=8, num_classes=3)
+    ours = models.fcn8s(minicnn, base_channels=4, fc_channels=8, num_classes=3)
+    np.testing.assert_array_equal(theirs.upscore8.weight.detach().numpy(),
+                                  ours.upscore8.weight.numpy())
+    assert not theirs.upscore8.weight.requires_grad
+
+
+@pytest.mark.slow
+def test_the_segmentation_and_ssd_rows_dry_run(capsys):
+    assert cli_main(["--quick", "--only", "unet,fcn8s,ssd300", "--dry-run"],
+                    prog="minicnn bench") == 0
+    out = capsys.readouterr().out
+    for name in ("unet batch 1 1x188x188", "fcn8s batch 1 3x64x64"):
+        assert "minicnn ok, torch ok" in next(l for l in out.splitlines() if name in l)
+    ssd = next(l for l in out.splitlines() if "ssd300_vgg16" in l)
+    assert "minicnn ok" in ssd
+    assert "torch ok" in ssd or "torch unavailable (torchvision is not importable" in ssd
