@@ -79,7 +79,8 @@ def auto_choice(params):
         from minicnn.functional.conv import auto_algorithm
         name, m = auto_algorithm((params["N"], params["C"], params["H"], params["W"]),
                                  (params["K"], params["C"], params["kernel"], params["kernel"]),
-                                 (params["stride"],) * 2, (1, 1), 1)
+                                 (params["stride"],) * 2, (1, 1), 1,
+                                 padding=(params["padding"],) * 2)
     except Exception:                  # an older or newer rule with another signature
         return "?"
     return name if m is None else f"{name}_{m}x{m}"

@@ -496,6 +496,23 @@ def test_compare_names_the_fastest_algorithm_and_the_ratio(monkeypatch):
     assert "geometric mean of torch/best: 0.50" in text
 
 
+def test_auto_choice_is_what_conv2d_runs_by_default(monkeypatch):
+    """The "auto runs" column asks the rule conv2d itself applies, with the same shape."""
+    import minicnn.functional.conv as conv
+    from benchmarks import algorithms
+    asked = []
+
+    def rule(x_shape, w_shape, stride, dilation, groups, padding=(1, 1)):
+        asked.append((x_shape, w_shape, stride, dilation, groups, padding))
+        return ("winograd", 4)
+    monkeypatch.setattr(conv, "auto_algorithm", rule)
+    params = dict(op="conv2d", N=2, C=8, H=6, W=5, K=4, kernel=3, stride=1, padding=0)
+    assert algorithms.auto_choice(params) == "winograd_4x4"
+    assert asked == [((2, 8, 6, 5), (4, 8, 3, 3), (1, 1), (1, 1), 1, (0, 0))]
+    monkeypatch.setattr(conv, "auto_algorithm", lambda *a, **k: ("im2col", None))
+    assert algorithms.auto_choice(params) == "im2col"
+
+
 def test_compare_reports_a_column_that_fails(monkeypatch):
     from benchmarks import algorithms
 
