@@ -108,11 +108,10 @@ def describe(blas, unpinned=None):
     ``blas`` is :func:`blas_info`'s dict, ``unpinned`` :func:`unpinned_ceiling`'s (or
     None when there was no pin to measure without).
     """
-    name = " ".join(p for p in (blas.get("library") or "BLAS unknown",
-                                _short_version(blas.get("version"))) if p)
-    kernels = (f"{blas['core_type']} kernels" if blas.get("core_type")
-               else "core type unknown")
-    words = f"{name} {kernels}"
+    name = (" ".join(p for p in (blas["library"], _short_version(blas.get("version"))) if p)
+            if blas.get("library") else "BLAS library unknown")
+    words = name + (f" {blas['core_type']} kernels" if blas.get("core_type")
+                    else ", core type unknown")
     variable = f"{CORETYPE_VARIABLE}={blas['coretype_env']}"
     if blas.get("pinned"):
         words += f", pinned by {variable}"

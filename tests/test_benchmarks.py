@@ -354,7 +354,9 @@ def test_blas_info_without_threadpoolctl_says_core_type_unknown(monkeypatch):
     monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
     info = blas.blas_info()
     assert info["library"] is None and info["core_type"] is None
-    assert blas.describe(info) == "BLAS unknown core type unknown"
+    assert blas.describe(info) == "BLAS library unknown, core type unknown"
+    assert blas.describe(dict(PINNED_META["blas"], core_type=None)) == (
+        "OpenBLAS 0.3.31, core type unknown, pinned by OPENBLAS_CORETYPE=Haswell")
     assert harness.thread_report()["numpy_blas"] == "unknown"
 
 
