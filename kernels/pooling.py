@@ -181,7 +181,8 @@ def _record(argmax, mask, k, scratch):
     xp.maximum(argmax, scratch, out=argmax)
 
 
-def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size, with_argmax=True):
+def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size, with_argmax=True,
+                       relu=False):
     """Max over every (dilated) window of ``x`` (N, C, H, W), padding counting as -inf.
 
     ``kernel``, ``stride``, ``padding``, ``dilation`` and ``out_size`` are (row, column)
@@ -190,6 +191,11 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size, with_argm
     same shape holding the winning kernel offset ``kh*KW + kw`` of each window (a small
     integer type; :func:`max_pool2d_indices` turns it into torch's flat indices).
     Ties go to the first maximum in row-major order, NaN wins (module docstring).
+
+    ``relu=True`` gives max pooling of relu(x) instead: the maxima clamped at 0 (a NaN
+    stays NaN), since ``max(relu(a), relu(b), ...) = relu(max(a, b, ...))``; the argmax
+    is max pooling's. Where the output is 0 the window's winner is unused: relu's
+    gradient is 0 there whichever tap wins (see :func:`max_pool2d_backward`).
     """
     xp = _array_module(x)
     N, C, H, W = x.shape
@@ -203,7 +209,10 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size, with_argm
         first_row = _first_inside(OH, stride[0], padding[0], dilation[0], xp)
         first_col = _first_inside(OW, stride[1], padding[1], dilation[1], xp)
         argmax[...] = first_row[:, None] * kernel[1] + first_col[None, :]   # (OH, OW)
-    return _max_scan(x, taps, (N, C, OH, OW), argmax)
+    out, argmax = _max_scan(x, taps, (N, C, OH, OW), argmax)
+    if relu:
+        xp.maximum(out, 0, out=out)             # on the output only: no pass over x
+    return out, argmax
 
 
 def max_pool2d_indices(argmax, in_hw, kernel, stride, padding, dilation):
@@ -220,14 +229,22 @@ def max_pool2d_indices(argmax, in_hw, kernel, stride, padding, dilation):
     return h * in_hw[1] + w
 
 
-def max_pool2d_backward(grad, argmax, in_shape, kernel, stride, padding, dilation):
+def max_pool2d_backward(grad, argmax, in_shape, kernel, stride, padding, dilation,
+                        relu_out=None):
     """Send each output's gradient to the input position that won its window.
 
     ``grad`` and ``argmax`` are (N, C, OH, OW); returns the (N, C, H, W) gradient. An
     input that wins several overlapping windows receives the sum; padded taps never
     win, so nothing is cropped.
+
+    ``relu_out``: the output of a ``relu=True`` forward. Only outputs > 0 pass their
+    gradient on: there the winner is > 0 too, where relu's derivative is 1; an output
+    of 0 (every tap <= 0) or NaN has a winner where minicnn's relu' = [x > 0] is 0.
+    (torch's relu passes the gradient of a NaN on; minicnn's relu does not.)
     """
     xp = _array_module(grad)
+    if relu_out is not None:
+        grad = xp.where(relu_out > 0, grad, 0)
     gx = xp.zeros(in_shape, dtype=grad.dtype)
     for k, o, i in _taps2d(in_shape[2:], grad.shape[2:], kernel, stride, padding, dilation):
         # Within one offset the input positions are distinct, so += is exact; where()

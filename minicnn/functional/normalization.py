@@ -1,5 +1,6 @@
-"""Normalisation: batch_norm, layer_norm, group_norm, local_response_norm (across channels,
-as torch) and local_response_norm_spatial (within a channel, as cuda-convnet/Caffe).
+"""Normalisation: batch_norm (and batch_norm_relu, relu(batch_norm(x)) in one op),
+layer_norm, group_norm, local_response_norm (across channels, as torch) and
+local_response_norm_spatial (within a channel, as cuda-convnet/Caffe).
 
 The three statistics-based norms share one forward and one backward. Over a set of M
 values (a channel across the batch, a sample's last dimensions, a group of channels)
@@ -23,7 +24,7 @@ normalize (at the end of the file) divides each vector along a dimension by its 
 
 On the CPU, batch_norm of float32/float64 NumPy arrays runs the same formulas in compiled
 loops (``kernels/numba_norm.py``, chosen by ``kernels/dispatch.py``; off with
-``MINICNN_KERNELS=reference``).
+``MINICNN_KERNELS=reference``); batch_norm_relu applies the relu inside those loops.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from .. import backend
 from ..autograd import Function, Tensor, as_tensor
 from ._checks import float_input, positive_int
 
-__all__ = ["batch_norm", "layer_norm", "group_norm", "local_response_norm",
+__all__ = ["batch_norm", "batch_norm_relu", "layer_norm", "group_norm", "local_response_norm",
            "local_response_norm_spatial", "normalize"]
 
 
@@ -75,33 +76,57 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     In both, dγ = Σ dy x̂ and dβ = Σ dy over (N, spatial). The running statistics
     receive no gradient.
     """
-    x = float_input("batch_norm", input)
+    return _batch_norm("batch_norm", BatchNorm, input, running_mean, running_var, weight,
+                       bias, training, momentum, eps)
+
+
+def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None,
+                    training=False, momentum=0.1, eps=1e-5):
+    """``relu(batch_norm(input, ...))`` as one op: the same values, gradients and running
+    statistics (updated in place in training, exactly as :func:`batch_norm` does), with
+    the relu applied as the normalised values are written and its mask applied as the
+    gradient is read, instead of passes of its own.
+
+    Arguments, shapes and errors as :func:`batch_norm`. Gradient: batch norm's, of the
+    upstream gradient kept only where the output is > 0 (relu' = [y > 0]: 0 at exactly
+    0, as torch, and 0 at NaN, as minicnn's relu).
+    """
+    return _batch_norm("batch_norm_relu", BatchNormReLU, input, running_mean, running_var,
+                       weight, bias, training, momentum, eps)
+
+
+def _batch_norm(op, function, input, running_mean, running_var, weight, bias, training,
+                momentum, eps):
+    """Check batch_norm's arguments (errors name ``op``), then apply ``function``."""
+    x = float_input(op, input)
     if x.ndim < 2:
-        raise ValueError(f"batch_norm: expected input of shape (N, C) or (N, C, *), got "
+        raise ValueError(f"{op}: expected input of shape (N, C) or (N, C, *), got "
                          f"shape {tuple(x.shape)} ({x.ndim} dimension(s))")
     channels = x.shape[1]
-    rm = _buffer("batch_norm", "running_mean", running_mean, channels, x.shape)
-    rv = _buffer("batch_norm", "running_var", running_var, channels, x.shape)
+    rm = _buffer(op, "running_mean", running_mean, channels, x.shape)
+    rv = _buffer(op, "running_var", running_var, channels, x.shape)
     if (rm is None) != (rv is None):
-        raise ValueError("batch_norm: give both running_mean and running_var, or neither")
+        raise ValueError(f"{op}: give both running_mean and running_var, or neither")
     if not training and rm is None:
-        raise RuntimeError("batch_norm: running_mean and running_var must be given in "
-                           "evaluation mode (training=False)")
+        raise RuntimeError(f"{op}: running_mean and running_var must be given in "
+                           f"evaluation mode (training=False)")
     if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
-        raise TypeError(f"batch_norm: momentum must be a number, got {momentum!r} (for a "
+        raise TypeError(f"{op}: momentum must be a number, got {momentum!r} (for a "
                         f"cumulative average pass 1 / num_batches_tracked, as "
                         f"nn.BatchNorm does)")
-    weight, bias = _affine("batch_norm", x, weight, bias, (channels,), "one per channel")
+    weight, bias = _affine(op, x, weight, bias, (channels,), "one per channel")
     if training:
         per_channel = x.shape[0] * math.prod(x.shape[2:])
         if per_channel == 1:
-            raise ValueError(f"batch_norm: Expected more than 1 value per channel when "
+            raise ValueError(f"{op}: Expected more than 1 value per channel when "
                              f"training, got input size {tuple(x.shape)}")
-    return BatchNorm(None if rm is None else rm.array, None if rv is None else rv.array,
-                     bool(training), float(momentum), float(eps))(x, weight, bias)
+    return function(None if rm is None else rm.array, None if rv is None else rv.array,
+                    bool(training), float(momentum), float(eps))(x, weight, bias)
 
 
 class BatchNorm(Function):
+    relu = False        # BatchNormReLU: relu(batch_norm(x)) in the same passes
+
     def __init__(self, running_mean, running_var, training, momentum, eps):
         # raw arrays, updated in place; they are state, not differentiable inputs
         self.running_mean, self.running_var = running_mean, running_var
@@ -114,6 +139,7 @@ class BatchNorm(Function):
             # running statistics are left as they are, and the gradients of weight and
             # bias are zeros.
             self.fast, self.channels = False, x.shape[1]
+            self.relu_out = None
             return x.copy()
         self.fast = (dispatch.use_fast(x, weight, bias)
                      and dispatch.on_host(self.running_mean, self.running_var))
@@ -122,15 +148,17 @@ class BatchNorm(Function):
             # float64 statistics instead of x̂
             if self.training:
                 out, mean, inv_std, var = numba_norm.batch_norm_train(x, weight, bias,
-                                                                      self.eps)
+                                                                      self.eps, self.relu)
                 if self.running_mean is not None:
                     self._update_running(mean, var, x.size // x.shape[1])
             else:
                 mean = self.running_mean.astype(float)
                 inv_std = 1 / (self.running_var.astype(float) + self.eps) ** 0.5
-                out = numba_norm.batch_norm_eval(x, mean, inv_std, weight, bias)
+                out = numba_norm.batch_norm_eval(x, mean, inv_std, weight, bias, self.relu)
             if any(self.needs_input_grad):
                 self.x, self.mean, self.inv_std, self.weight = x, mean, inv_std, weight
+                # relu's mask is read from the output (which the next layer keeps anyway)
+                self.relu_out = out if self.relu else None
             return out
         xp = backend.get_array_module(x)
         axes = (0,) + tuple(range(2, x.ndim))           # all but the channel axis
@@ -152,9 +180,13 @@ class BatchNorm(Function):
         out = xhat if weight is None else xhat * weight.reshape(per_channel)
         if bias is not None:
             out = out + bias.reshape(per_channel)
+        if self.relu:
+            # relu as minicnn's ReLU computes it; its mask is read from the output
+            out = xp.maximum(out, 0, dtype=out.dtype)
         if any(self.needs_input_grad):
             self.axes, self.per_channel = axes, per_channel
             self.xhat, self.inv_std, self.weight = xhat, inv_std, weight
+            self.relu_out = out if self.relu else None
         return out
 
     def backward(self, g):
@@ -166,7 +198,10 @@ class BatchNorm(Function):
         if self.fast:
             return numba_norm.batch_norm_backward(g, self.x, self.mean, self.inv_std,
                                                   self.weight, self.training,
-                                                  *self.needs_input_grad)
+                                                  *self.needs_input_grad,
+                                                  relu_out=self.relu_out)
+        if self.relu:
+            g = g * (self.relu_out > 0)             # relu's backward, as ReLU does it
         gx = gw = gb = None
         if self.needs_input_grad[0]:
             gxhat = g if self.weight is None else g * self.weight.reshape(self.per_channel)
@@ -186,6 +221,10 @@ class BatchNorm(Function):
         unbiased = var * (count / (count - 1))
         self.running_mean[...] = (1 - m) * self.running_mean + m * mean
         self.running_var[...] = (1 - m) * self.running_var + m * unbiased
+
+
+class BatchNormReLU(BatchNorm):
+    relu = True
 
 
 # ===================================================================== layer_norm

@@ -1,5 +1,6 @@
-"""Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d and
-max_unpool2d, with torch.nn.functional's semantics and argument names.
+"""Pooling: max_pool2d (and relu_max_pool2d, max pooling of relu(x) in one op),
+avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d and max_unpool2d, with
+torch.nn.functional's semantics and argument names.
 
 Notation: N batch, C channels, H×W input, KH×KW kernel, SH×SW stride, PH×PW padding
 (each side), DH×DW dilation, OH×OW output. Every op also takes unbatched (C, H, W)
@@ -11,7 +12,8 @@ NumPy arrays runs the compiled twin in ``kernels/numba_pool.py`` (same results; 
 ``kernels/dispatch.py``, off with ``MINICNN_KERNELS=reference``). The gradients:
 
 * max pooling routes each output's gradient to the input position that won its window
-  (positions that win several overlapping windows receive the sum);
+  (positions that win several overlapping windows receive the sum); relu_max_pool2d,
+  max pooling of relu(x) fused into one op, only where its output is > 0;
 * average pooling spreads each output's gradient, divided by that window's divisor,
   over the window: the transpose of the forward sum;
 * max unpooling's gradient is a gather of the upstream gradient at ``indices``.
@@ -32,8 +34,8 @@ from .. import backend
 from ..autograd import Function, as_tensor
 from ._checks import check_float, pair
 
-__all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
-           "max_unpool2d"]
+__all__ = ["max_pool2d", "relu_max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+           "adaptive_max_pool2d", "max_unpool2d"]
 
 
 class _Pool(Function):
@@ -78,16 +80,15 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     Gradient: dL/dx[n, c, h, w] = Σ dL/dout[n, c, i, j] over the windows (i, j) whose
     maximum is (h, w).
     """
-    op = "max_pool2d"
     x = as_tensor(input)
-    _check_input(op, x, integers_ok=True)
-    kernel, stride, padding, dilation = _window_args(op, kernel_size, stride, padding, dilation)
-    out_size = _output_size(op, x, kernel, stride, padding, dilation, ceil_mode)
-    _check_windows_reach_input(op, x, out_size, kernel, stride, padding, dilation)
-    return MaxPool2d(kernel, stride, padding, dilation, out_size, bool(return_indices))(x)
+    window = _max_pool_window("max_pool2d", x, kernel_size, stride, padding, dilation,
+                              ceil_mode)
+    return MaxPool2d(*window, bool(return_indices))(x)
 
 
 class MaxPool2d(_Pool):
+    relu = False            # ReLUMaxPool2d: max pooling of relu(x)
+
     def __init__(self, kernel, stride, padding, dilation, out_size, return_indices):
         self.window = (kernel, stride, padding, dilation)
         self.out_size, self.return_indices = out_size, return_indices
@@ -101,16 +102,22 @@ class MaxPool2d(_Pool):
         self.gpu = not self.fast and dispatch.use_cuda(x)
         if self.fast:
             out, argmax = numba_pool.max_pool2d_forward(x, *self.window, self.out_size,
-                                                        with_argmax=with_argmax)
+                                                        with_argmax=with_argmax,
+                                                        relu=self.relu)
         elif self.gpu:
             out, argmax = cuda_pool.max_pool2d_forward(x, *self.window, self.out_size,
                                                        with_argmax=with_argmax)
+            if self.relu:
+                backend.get_array_module(out).maximum(out, 0, out=out)
         else:
             out, argmax = _kp.max_pool2d_forward(x, *self.window, self.out_size,
-                                                 with_argmax=with_argmax)
+                                                 with_argmax=with_argmax, relu=self.relu)
         if need_grad:
-            # the winning kernel offset per output, one byte each for kernels up to 16x16
+            # the winning kernel offset per output, one byte each for kernels up to 16x16;
+            # with relu also the output (the next layer keeps it anyway): where it is not
+            # > 0 no gradient passes
             self.argmax, self.in_shape = argmax, x.shape
+            self.relu_out = out if self.relu else None
         if not self.return_indices:
             return self._strip(out)
         indices = _kp.max_pool2d_indices(argmax, x.shape[2:], *self.window)
@@ -119,12 +126,41 @@ class MaxPool2d(_Pool):
     def backward(self, g, g_indices=None):
         g = self._batch(g)
         if self.fast:
-            gx = numba_pool.max_pool2d_backward(g, self.argmax, self.in_shape, *self.window)
+            gx = numba_pool.max_pool2d_backward(g, self.argmax, self.in_shape, *self.window,
+                                                relu_out=self.relu_out)
         elif self.gpu:
+            if self.relu:
+                g = backend.get_array_module(g).where(self.relu_out > 0, g, 0)
             gx = cuda_pool.max_pool2d_backward(g, self.argmax, self.in_shape, *self.window)
         else:
-            gx = _kp.max_pool2d_backward(g, self.argmax, self.in_shape, *self.window)
+            gx = _kp.max_pool2d_backward(g, self.argmax, self.in_shape, *self.window,
+                                         relu_out=self.relu_out)
         return self._strip(gx)
+
+
+def relu_max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """``max_pool2d(relu(input), ...)`` as one op: the same values and gradients, in one
+    pass over the input (relu then max pooling make three: relu's mask, relu, the pool).
+
+    Because relu is monotone, ``max(relu(a), relu(b), ...) = relu(max(a, b, ...))``: the
+    op takes each window's maximum (as :func:`max_pool2d`: padding is -inf, the first
+    maximum wins ties, a NaN wins) and clamps it at 0. Gradient: an output > 0 sends its
+    gradient to its window's winner (which is > 0, where relu' = 1); an output of 0
+    sends nothing, since every tap of its window is <= 0, where relu' = 0 (torch's
+    convention at exactly 0), whichever tap max pooling picked. NOTE: a NaN output
+    sends nothing either, as minicnn's relu gives no gradient at NaN (torch's passes it).
+
+    Args, shapes and errors as :func:`max_pool2d` (no ``return_indices``: the index of
+    a window of zeros would depend on which zero won).
+    """
+    x = as_tensor(input)
+    window = _max_pool_window("relu_max_pool2d", x, kernel_size, stride, padding, dilation,
+                              ceil_mode)
+    return ReLUMaxPool2d(*window, False)(x)
+
+
+class ReLUMaxPool2d(MaxPool2d):
+    relu = True
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -349,6 +385,16 @@ def _check_input(op, x, integers_ok=False):
         raise ValueError(f"{op}: channels, height and width must be non-zero (only the "
                          f"batch may be empty), got shape {tuple(x.shape)}")
     check_float(op, x, integers_ok)
+
+
+def _max_pool_window(op, x, kernel_size, stride, padding, dilation, ceil_mode):
+    """Check a max pool's input and window (errors name ``op``); return (kernel, stride,
+    padding, dilation, out_size), each an (h, w) pair."""
+    _check_input(op, x, integers_ok=True)
+    kernel, stride, padding, dilation = _window_args(op, kernel_size, stride, padding, dilation)
+    out_size = _output_size(op, x, kernel, stride, padding, dilation, ceil_mode)
+    _check_windows_reach_input(op, x, out_size, kernel, stride, padding, dilation)
+    return kernel, stride, padding, dilation, out_size
 
 
 def _unset(value):
