@@ -17,7 +17,9 @@ setup(
     packages=find_packages(include=["minicnn", "minicnn.*", "kernels", "kernels.*",
                                     "benchmarks", "benchmarks.*"]),
     include_package_data=True,
-    install_requires=["numpy>=1.22", "numba>=0.56"],
+    # threadpoolctl: the convolution fast paths read and set NumPy's BLAS thread count
+    # (kernels/_threads.py)
+    install_requires=["numpy>=1.22", "numba>=0.56", "threadpoolctl>=3"],
     extras_require={
         # the main job: progress bars, learning-curve plots, the offline digits data
         "train": TRAIN,

@@ -552,7 +552,10 @@ def test_training_and_eval_stay_on_the_device(monkeypatch):
         model.eval()
         return losses, grad, model(wrap(x))
 
-    host = run(mc.tensor)
+    # the device runs the reference (im2col); on the host the auto rule would take
+    # Winograd for the wider 3x3 layers, whose float32 rounding differs (1e-5 relative)
+    with mc.conv_algorithm("im2col"):
+        host = run(mc.tensor)
     install(monkeypatch)
     refuse_host_conversion(monkeypatch)
     model.to("cuda")
@@ -562,8 +565,11 @@ def test_training_and_eval_stay_on_the_device(monkeypatch):
         np.testing.assert_allclose(to_host(value.array), host[0][key].numpy(),
                                    rtol=1e-5)
     assert isinstance(grad.array, FakeDeviceArray)
+    # atol: the host sums dL/dw over the batch in two halves, one per thread, then
+    # adds them; in float32 a weight gradient of 1e-2 built from cancelling terms then
+    # differs from the reference's order by up to a few 1e-6
     np.testing.assert_allclose(to_host(grad.array), host[1].numpy(), rtol=1e-4,
-                               atol=1e-6)
+                               atol=1e-5)
     for got, want in zip(detections, host[2]):
         for key in ("boxes", "labels", "scores"):
             assert isinstance(got[key].array, FakeDeviceArray), key
