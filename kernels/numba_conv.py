@@ -21,11 +21,20 @@ Why it is faster (measured on a 2-core AVX-512 machine, 3x3 convolutions):
   padded copy of the input) and a contiguous, vectorised inner copy when the stride
   is 1.
 
-Threads: the GEMMs run on NumPy's BLAS threads; the compiled loops run on the calling
-thread. NOTE: numba's ``parallel=True`` was measured and dropped: its OpenMP workers
-spin-wait after each loop and starve the BLAS threads of the GEMM that follows (a 3x3
-layer went from 80 ms to 800 ms on 2 cores), and these copies are bound by memory
-bandwidth, which Python worker threads on the second core did not raise either.
+Threads: the tiles are shared out over as many threads as NumPy's BLAS would use
+(``kernels/_threads.py``), each thread building its tiles' columns and multiplying them
+with a one-thread GEMM (BLAS held at one thread meanwhile), so both cores work through
+the copies and the GEMMs alike. The earlier arrangement, compiled copies on the calling
+thread around a two-thread GEMM, left one core idle during every copy; splitting the
+batch measured 1.1-1.6x faster on the 3x3 layers of benchmarks/. The backward pass adds
+into the input gradient, so its threads take whole images each (a batch of one runs on
+one thread, with BLAS's threads). NOTE: numba's ``parallel=True`` was measured and
+dropped: its OpenMP workers spin-wait after each loop and starve the BLAS threads of the
+GEMM that follows (a 3x3 layer went from 80 ms to 800 ms on 2 cores).
+
+Small layers keep their columns from the forward pass for the weight gradient
+(KEEP_COLUMNS), and a kernel as large as its input (LeNet-5's C5) is a matrix multiply
+with no columns at all (:func:`covers_input`).
 
 Tile layout. Output positions are numbered (n, oh, ow). A tile covers images
 n0 .. n0+nimg-1 and, in each, the output rows oh0 .. oh0+nrows-1 (either whole images,

@@ -20,7 +20,10 @@ arithmetic and why that layout needs no transposes.
 On the CPU, float32/float64 NumPy arrays take a compiled fast path
 (``kernels/numba_conv.py``, chosen by ``kernels/dispatch.py``; ``MINICNN_KERNELS=reference``
 turns it off). It computes the same formulas tile by tile, so the column matrix is never
-held in full: conv2d saves the input instead and rebuilds the columns in backward.
+held in full: conv2d saves the input instead and rebuilds the columns in backward (small
+layers keep them). conv_transpose2d, being conv2d's input gradient, runs through the
+same tiles: its forward pass is ``numba_conv.conv2d_backward``'s dL/dx, its backward
+conv2d's forward pass (dL/dx) and weight gradient (dL/dw) with the roles swapped.
 
 Algorithms. A 3x3 stride-1 conv2d (dilation 1, groups 1) can also run by Winograd's
 F(2x2, 3x3) or F(4x4, 3x3) (``kernels/winograd.py``: fewer multiplications, slightly
