@@ -34,6 +34,7 @@ Parameters: 61,706 for one input channel (61,706 - 156 + 456 = 62,006 for three)
 from __future__ import annotations
 
 from .. import nn
+from ..nn.activation import act_then_pool
 
 __all__ = ["LeNet5", "lenet5", "lenet5_1998"]
 
@@ -73,8 +74,9 @@ class LeNet5(nn.Module):
         self.act = activation()
 
     def forward(self, x):
-        x = self.s2(self.act(self.c1(x)))        # (N, 6, 14, 14)
-        x = self.s4(self.act(self.c3(x)))        # (N, 16, 5, 5)
+        # act_then_pool(act, pool, x) is pool(act(x)): for ReLU and max pooling one op
+        x = act_then_pool(self.act, self.s2, self.c1(x))     # (N, 6, 14, 14)
+        x = act_then_pool(self.act, self.s4, self.c3(x))     # (N, 16, 5, 5)
         x = self.act(self.c5(x))                 # (N, 120, 1, 1)
         x = x.flatten(1)                         # (N, 120)
         x = self.act(self.f6(x))                 # (N, 84)

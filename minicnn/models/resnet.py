@@ -17,14 +17,18 @@ NOTE: like torchvision, the ImageNet Bottleneck is "ResNet v1.5": its stride-2 s
 the 3x3 convolution, where the paper put it on the first 1x1 (v1.5 is slightly more
 accurate and a little more expensive: 4.09 G multiply-adds for ResNet-50 against 3.8 G).
 
-The code is written in plain PyTorch style (only the three imports below differ), and
-the tests run this very source against ``torch.nn`` to check that both agree.
+The code is written in plain PyTorch style (only the imports below differ), and the
+tests run this very source against ``torch.nn`` to check that both agree. The one
+minicnn-only name, ``norm_then_act(bn, relu, x)``, is ``relu(bn(x))``: one fused op for
+plain BatchNorm2d and ReLU modules without hooks, the two modules otherwise (torch's
+included), so the twin runs the plain code.
 """
 from __future__ import annotations
 
 import minicnn
 from minicnn import nn
 from minicnn.nn import functional as F
+from minicnn.nn.activation import norm_then_act
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50",
            "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
@@ -73,8 +77,7 @@ class BasicBlock(nn.Module):
         identity = x
 
         out = self.conv1(x)
-        out = self.bn1(out)
-        out = self.relu(out)
+        out = norm_then_act(self.bn1, self.relu, out)      # self.relu(self.bn1(out))
 
         out = self.conv2(out)
         out = self.bn2(out)
@@ -117,12 +120,10 @@ class Bottleneck(nn.Module):
         identity = x
 
         out = self.conv1(x)
-        out = self.bn1(out)
-        out = self.relu(out)
+        out = norm_then_act(self.bn1, self.relu, out)      # self.relu(self.bn1(out))
 
         out = self.conv2(out)
-        out = self.bn2(out)
-        out = self.relu(out)
+        out = norm_then_act(self.bn2, self.relu, out)      # self.relu(self.bn2(out))
 
         out = self.conv3(out)
         out = self.bn3(out)
@@ -221,8 +222,7 @@ class ResNet(nn.Module):
     def forward(self, x):
         # shapes for a 224x224 input (BasicBlock; x4 channels for Bottleneck from layer1 on)
         x = self.conv1(x)           # (N, 64, 112, 112)
-        x = self.bn1(x)
-        x = self.relu(x)
+        x = norm_then_act(self.bn1, self.relu, x)           # self.relu(self.bn1(x))
         x = self.maxpool(x)         # (N, 64, 56, 56)
 
         x = self.layer1(x)          # (N, 64, 56, 56)
@@ -375,7 +375,7 @@ class CifarResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))   # (N, 16, 32, 32)
+        x = norm_then_act(self.bn1, self.relu, self.conv1(x))   # (N, 16, 32, 32)
         x = self.layer1(x)                       # (N, 16, 32, 32)
         x = self.layer2(x)                       # (N, 32, 16, 16)
         x = self.layer3(x)                       # (N, 64, 8, 8)

@@ -1,14 +1,28 @@
-"""Activation layers: thin modules around ``minicnn.functional``'s activations.
+"""Activation layers: thin modules around ``minicnn.functional``'s activations, and the
+fusions of a ReLU with its neighbour.
 
 ``inplace=True`` is accepted wherever torch has it, so model code moves over unchanged;
 what it does is up to the functional op (the result is the same either way).
+
+Fusions (at the end of the file): a ReLU followed by a max pool, and a batch norm
+followed by a ReLU, can each run as one op (``F.relu_max_pool2d``, ``F.batch_norm_relu``:
+the same values and gradients, fewer passes over memory). :func:`act_then_pool` and
+:func:`norm_then_act` are what model code calls; ``nn.Sequential`` fuses such pairs of
+its children by itself. A pair is fused only when both modules are exactly the plain
+layers, not subclasses, and neither has a hook or an instance-level ``forward``: a hook
+must see the intermediate result, which the fused op never makes.
 """
 from __future__ import annotations
 
 from .. import functional as F
+from ..autograd import as_tensor
+from ._utils import check_channels, check_ndim
 from .module import Module
+from .normalization import BatchNorm2d
+from .pooling import MaxPool2d
 
-__all__ = ["ReLU", "LeakyReLU", "ELU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
+__all__ = ["ReLU", "LeakyReLU", "ELU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
+           "act_then_pool", "norm_then_act", "fused_pair"]
 
 
 class ReLU(Module):
@@ -109,3 +123,61 @@ class LogSoftmax(Module):
 
     def extra_repr(self):
         return f"dim={self.dim}"
+
+
+# ------------------------------------------------------------------------ fusions
+
+def act_then_pool(act, pool, x):
+    """``pool(act(x))`` for an activation module ``act`` and a pooling module ``pool``.
+
+    A plain ``ReLU`` and ``MaxPool2d`` (no hooks, no ``return_indices``) run as one op,
+    ``F.relu_max_pool2d`` (same values and gradients); anything else calls the two
+    modules in turn.
+    """
+    fused = fused_pair(act, pool)
+    return pool(act(x)) if fused is None else fused(x)
+
+
+def norm_then_act(norm, act, x):
+    """``act(norm(x))`` for a normalisation module ``norm`` and an activation ``act``.
+
+    A plain ``BatchNorm2d`` (with running statistics and a numeric momentum, the
+    default) and ``ReLU`` without hooks run as one op, ``F.batch_norm_relu`` (same
+    values, gradients and running statistics); anything else calls the two modules in
+    turn, as for torch modules, where this is exactly ``act(norm(x))``.
+    """
+    fused = fused_pair(norm, act)
+    return act(norm(x)) if fused is None else fused(x)
+
+
+def fused_pair(first, second):
+    """The one-op function computing ``second(first(x))`` when minicnn fuses these two
+    modules (see the module docstring), else None."""
+    if _plain(first, ReLU) and _plain(second, MaxPool2d) and not second.return_indices:
+        return second.forward_after_relu
+    if (_plain(first, BatchNorm2d) and _plain(second, ReLU) and first.momentum is not None
+            and first.track_running_stats and first.num_batches_tracked is not None
+            and first.running_mean is not None and first.running_var is not None):
+        return lambda x: _batch_norm_relu(first, x)
+    return None
+
+
+def _plain(module, cls):
+    """Calling ``module`` is exactly calling ``cls.forward``: an instance of ``cls`` itself
+    (a subclass may change forward), with no forward hooks or pre-hooks and no forward
+    set on the instance."""
+    return (type(module) is cls and not module._forward_hooks
+            and not module._forward_pre_hooks and "forward" not in vars(module))
+
+
+def _batch_norm_relu(bn, input):
+    """``relu(bn(input))``: ``_BatchNorm.forward``'s steps in the case ``fused_pair``
+    lets through (tracked running statistics, a numeric momentum), with
+    ``F.batch_norm_relu`` in place of ``F.batch_norm``."""
+    x = as_tensor(input)
+    check_ndim(bn, x, bn._ndims, bn._layout)
+    check_channels(bn, x, 1, bn.num_features)
+    if bn.training:
+        bn.num_batches_tracked.array += 1
+    return F.batch_norm_relu(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                             bn.training, bn.momentum, bn.eps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import operator
 
+from .activation import fused_pair
 from .module import Module
 
 __all__ = ["Sequential", "ModuleList", "ModuleDict"]
@@ -12,7 +13,12 @@ __all__ = ["Sequential", "ModuleList", "ModuleDict"]
 
 class Sequential(Module):
     """Modules applied one after another: ``Sequential(conv, relu)`` or
-    ``Sequential(OrderedDict([("conv", conv), ("relu", relu)]))``."""
+    ``Sequential(OrderedDict([("conv", conv), ("relu", relu)]))``.
+
+    Two neighbours that minicnn fuses (a plain ReLU then a MaxPool2d, a plain
+    BatchNorm2d then a ReLU: ``nn.activation.fused_pair``) run as one op, with the same
+    result; a hook on either keeps them apart, so it still sees its module's output.
+    """
 
     def __init__(self, *args):
         super().__init__()
@@ -24,8 +30,16 @@ class Sequential(Module):
                 self.add_module(str(i), module)
 
     def forward(self, x):
-        for module in self._modules.values():
-            x = module(x)
+        modules = list(self._modules.values())
+        i = 0
+        while i < len(modules):
+            fused = fused_pair(modules[i], modules[i + 1]) if i + 1 < len(modules) else None
+            if fused is None:
+                x = modules[i](x)
+                i += 1
+            else:                       # modules[i + 1](modules[i](x)) in one op
+                x = fused(x)
+                i += 2
         return x
 
     def __getitem__(self, index):

@@ -42,6 +42,16 @@ class MaxPool2d(Module):
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
                             ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
+    def forward_after_relu(self, input):
+        """``self.forward(F.relu(input))`` as one op, ``F.relu_max_pool2d`` (same values
+        and gradients, one pass over the input). What ``nn.activation.act_then_pool``
+        and ``nn.Sequential`` call for a plain ReLU followed by this pool; not for
+        ``return_indices=True``."""
+        x = as_tensor(input)
+        check_ndim(self, x, (3, 4), _LAYOUT)
+        return F.relu_max_pool2d(x, self.kernel_size, self.stride, self.padding,
+                                 self.dilation, ceil_mode=self.ceil_mode)
+
     def extra_repr(self):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
