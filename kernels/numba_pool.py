@@ -12,6 +12,12 @@ reads its KH·KW taps once and writes its maximum and winner once. The backward 
 adds each output's gradient straight onto its winner's position. The loops run on the
 calling thread (see kernels/numba_conv.py for why not numba's parallel=True).
 
+The 2x2, stride-2 pool without padding or dilation (LeNet's, VGG's, U-Net's) has loops
+of its own (:func:`_max_pool_2x2`): four taps named one by one and the winner chosen by
+selects instead of branches, so LLVM vectorises across the row. It measured about 8
+times faster forward and 4 times backward than the general loops, which test and branch
+per tap; the results are the same.
+
 ``relu=True`` (``F.relu_max_pool2d``, max pooling of relu(x)) clamps each maximum at 0
 as it is written, so a ReLU before the pool costs no pass of its own over the (four
 times larger, for 2x2 windows) input; its backward skips the outputs that are not > 0.
@@ -58,6 +64,69 @@ def _max_pool(x, out, argmax, KH, KW, SH, SW, PH, PW, DH, DW, relu):
                 argmax[p, oh, ow] = arg
 
 
+@jit(cache=True, nogil=True, inline="always")
+def _u(i):
+    # NOTE: unsigned indices: numba checks signed ones for negative values, which stops
+    # LLVM from vectorising the loops (see kernels/numba_conv.py)
+    return np.uintp(i)
+
+
+@jit(cache=True, nogil=True, inline="always")
+def _pick(v, k, best, arg):
+    """One tap of the row-major scan: (v, k) replace (best, arg) when v is greater or
+    NaN (the same rule as the general loops), written as selects, not branches."""
+    take = (v > best) | (v != v)
+    return (v if take else best), (k if take else arg)
+
+
+@jit(cache=True, nogil=True)
+def _max_pool_2x2(x, out, argmax, relu):
+    """_max_pool for kernel 2x2, stride 2, no padding or dilation, every window inside x
+    (C-contiguous (NC, H, W)): taps 0..3 are (0, 0), (0, 1), (1, 0), (1, 1)."""
+    NC, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    xf, of, af = x.reshape(-1), out.reshape(-1), argmax.reshape(-1)
+    for p in range(NC):
+        for oh in range(OH):
+            top = (p * H + 2 * oh) * W              # the window's upper row
+            o = (p * OH + oh) * OW
+            for ow in range(OW):
+                i = top + 2 * ow
+                # the first tap is where the scan starts (a window of -inf reports it)
+                best, arg = xf[_u(i)], 0
+                best, arg = _pick(xf[_u(i + 1)], 1, best, arg)
+                best, arg = _pick(xf[_u(i + W)], 2, best, arg)
+                best, arg = _pick(xf[_u(i + W + 1)], 3, best, arg)
+                of[_u(o + ow)] = 0 if relu and best < 0 else best
+                af[_u(o + ow)] = arg
+
+
+@jit(cache=True, nogil=True)
+def _max_pool_2x2_backward(grad, argmax, gx, relu_out, relu):
+    """_max_pool_backward for _max_pool_2x2's windows, which do not overlap: each input
+    position gets at most one gradient, written, not added."""
+    NC, OH, OW = grad.shape
+    H, W = gx.shape[1], gx.shape[2]
+    gf, af, xf, mf = grad.reshape(-1), argmax.reshape(-1), gx.reshape(-1), relu_out.reshape(-1)
+    for p in range(NC):
+        for oh in range(OH):
+            top = (p * H + 2 * oh) * W
+            o = (p * OH + oh) * OW
+            for ow in range(OW):
+                k = af[_u(o + ow)]
+                v = gf[_u(o + ow)]
+                if relu:
+                    v = v if mf[_u(o + ow)] > 0 else 0
+                xf[_u(top + (k >> 1) * W + 2 * ow + (k & 1))] = v
+
+
+def _is_2x2(kernel, stride, padding, dilation, in_hw, out_size):
+    """Whether _max_pool_2x2 applies: the 2x2/2 window, unpadded, none hanging over."""
+    return (kernel == (2, 2) and stride == (2, 2) and padding == (0, 0)
+            and dilation == (1, 1) and 2 * out_size[0] <= in_hw[0]
+            and 2 * out_size[1] <= in_hw[1])
+
+
 @jit(cache=True, nogil=True)
 def _max_pool_backward(grad, argmax, gx, relu_out, relu, KW, SH, SW, PH, PW, DH, DW):
     NC, OH, OW = grad.shape
@@ -87,9 +156,13 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size, with_argm
     # the same winner type as the reference: one byte for kernels up to 16x16 (computed
     # even when not asked for: a quarter of the output's size, and one loop fewer)
     argmax = np.empty((N, C, OH, OW), np.uint8 if kernel[0] * kernel[1] <= 256 else np.int32)
-    _max_pool(x.reshape(N * C, H, W), out.reshape(N * C, OH, OW),
-              argmax.reshape(N * C, OH, OW), *kernel, *stride, *padding, *dilation,
-              bool(relu))
+    if _is_2x2(kernel, stride, padding, dilation, (H, W), out_size):
+        _max_pool_2x2(np.ascontiguousarray(x).reshape(N * C, H, W),
+                      out.reshape(N * C, OH, OW), argmax.reshape(N * C, OH, OW), bool(relu))
+    else:
+        _max_pool(x.reshape(N * C, H, W), out.reshape(N * C, OH, OW),
+                  argmax.reshape(N * C, OH, OW), *kernel, *stride, *padding, *dilation,
+                  bool(relu))
     return out, (argmax if with_argmax else None)
 
 
@@ -103,7 +176,10 @@ def max_pool2d_backward(grad, argmax, in_shape, kernel, stride, padding, dilatio
     relu = relu_out is not None
     # without relu the mask is never read: grad stands in, so one compiled version serves
     mask = np.ascontiguousarray(relu_out).reshape(N * C, OH, OW) if relu else grad
-    _max_pool_backward(grad, np.ascontiguousarray(argmax).reshape(N * C, OH, OW),
-                       gx.reshape(N * C, *in_shape[2:]), mask, relu, kernel[1], *stride,
-                       *padding, *dilation)
+    argmax = np.ascontiguousarray(argmax).reshape(N * C, OH, OW)
+    if _is_2x2(kernel, stride, padding, dilation, in_shape[2:], (OH, OW)):
+        _max_pool_2x2_backward(grad, argmax, gx.reshape(N * C, *in_shape[2:]), mask, relu)
+    else:
+        _max_pool_backward(grad, argmax, gx.reshape(N * C, *in_shape[2:]), mask, relu,
+                           kernel[1], *stride, *padding, *dilation)
     return gx

@@ -1,6 +1,7 @@
 """The fused fast paths against the reference: max pooling with ``relu=True``
-(kernels/numba_pool.py against kernels/pooling.py) over drawn windows and inputs full of
-ties, zeros, -inf and NaN; batch_norm_relu's compiled loops (kernels/numba_norm.py)
+(kernels/numba_pool.py against kernels/pooling.py, the general loops and the 2x2,
+stride-2 ones, with and without relu) over drawn windows and inputs full of ties,
+zeros, -inf and NaN; batch_norm_relu's compiled loops (kernels/numba_norm.py)
 against the reference Function; both in float32 and float64; the seam (the fast
 functions are reached with relu in "auto" mode, never in "reference" mode); and the
 device paths: the reference on (fake) CuPy arrays, and the CUDA branch in numba's
@@ -70,6 +71,29 @@ def test_without_relu_the_kernels_are_unchanged(rng, win, dtype):
     np.testing.assert_allclose(fast.max_pool2d_backward(grad, arg, shape, *args),
                                reference.max_pool2d_backward(grad, arg, shape, *args),
                                rtol=1e-6, atol=1e-6)
+
+
+@SETTINGS
+@given(st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(2, 9), st.integers(2, 9)),
+       st.booleans(), DTYPES, st.booleans(), st.booleans(), st.booleans())
+def test_the_2x2_stride_2_loops_equal_the_reference(rng, shape, ceil_mode, dtype, special,
+                                                    relu, contiguous):
+    # kernels/numba_pool.py's own loops for the 2x2/2 pool (odd sizes: a row or column
+    # left over; with ceil_mode a window hangs over and the general loops take it)
+    args = ((2, 2), (2, 2), (0, 0), (1, 1))
+    out_size = tuple(reference.pool_output_size(n, 2, 2, 0, 1, ceil_mode) for n in shape[2:])
+    x = _input(rng, shape, dtype, special)
+    if not contiguous:
+        x = np.swapaxes(np.swapaxes(x, 2, 3).copy(), 2, 3)
+    want, want_arg = reference.max_pool2d_forward(x, *args, out_size, relu=relu)
+    got, got_arg = fast.max_pool2d_forward(x, *args, out_size, relu=relu)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_arg, want_arg)
+    grad = rng.standard_normal(got.shape).astype(dtype)
+    relu_out = got if relu else None
+    np.testing.assert_array_equal(
+        fast.max_pool2d_backward(grad, got_arg, shape, *args, relu_out=relu_out),
+        reference.max_pool2d_backward(grad, want_arg, shape, *args, relu_out=relu_out))
 
 
 def test_relu_max_pool_op_takes_the_fast_path_and_agrees(rng, monkeypatch):
