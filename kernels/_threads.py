@@ -26,7 +26,7 @@ import threading
 
 import numpy  # noqa: F401 (loaded first: threadpoolctl finds the BLAS it brought)
 
-__all__ = ["CORES", "split", "blas_threads", "one_blas_thread"]
+__all__ = ["CORES", "split", "blas_threads", "one_blas_thread", "threads_for"]
 
 #: the cores this process may use (the most threads ``split`` runs on)
 CORES = os.cpu_count() or 1
@@ -81,6 +81,12 @@ def blas_threads():
     if not controllers or _blas_users:
         return 1
     return max(1, min(lib.num_threads for lib in controllers.lib_controllers))
+
+
+def threads_for(override):
+    """The threads a fast path splits its work over: its module's ``THREADS`` setting
+    when not None, else :func:`blas_threads`."""
+    return override if override is not None else blas_threads()
 
 
 @contextlib.contextmanager

@@ -72,6 +72,10 @@ MIN_TILE_COLUMNS = 1 << 13
 # pass to the backward (conv2d_forward(keep_columns=True)): building the columns of a
 # small layer again costs more than the memory (8 MB in float32) of keeping them.
 KEEP_COLUMNS = 1 << 21
+#: threads a convolution's tiles are shared out over (None: as many as BLAS would use,
+#: kernels/_threads.blas_threads; 1: all tiles on the calling thread, around BLAS's own
+#: multi-threaded GEMMs, the arrangement before the split)
+THREADS = None
 
 
 # ------------------------------------------------------------------ compiled loops
@@ -268,6 +272,7 @@ def _plan(N, OH, OW, K, parts):
             for k in range(parts)]
 
 
+
 def _run(plan, work, side_by_side=True):
     """``work(k)`` for every part k of a plan: side by side, each on its own thread with
     a one-thread BLAS, when there are several parts (and ``side_by_side``), else in turn
@@ -342,7 +347,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, keep_columns=Fals
         return out, None
     out = np.empty((N, O, OH, OW), dtype=x.dtype)
     bias = b if b is not None else np.zeros(O, x.dtype)
-    plan = _plan(N, OH, OW, K, _threads.blas_threads())
+    plan = _plan(N, OH, OW, K, _threads.threads_for(THREADS))
     keep = keep_columns and K * N * OH * OW <= KEEP_COLUMNS
     kept = [[None] * len(tiles) for tiles in plan]
 
@@ -394,7 +399,7 @@ def conv2d_backward(g, x, w, x_shape, w_shape, stride, padding, dilation, groups
                                       G, need_x, need_w, need_b)
     gx = np.zeros(x_shape, dtype=dtype) if need_x else None
     plan, kept = columns if columns is not None else (
-        _plan(N, OH, OW, K, _threads.blas_threads()), None)
+        _plan(N, OH, OW, K, _threads.threads_for(THREADS)), None)
     gw_parts = [np.zeros((G, K // G, O // G), dtype=dtype) if need_w else None
                 for _ in plan]                                       # gwᵀ, per thread
     gb_parts = [np.zeros(O, np.float64) for _ in plan]

@@ -225,9 +225,6 @@ def _pack(x, xb, PH, PW, lo, hi):
 # slower on the whole op at N32 C256 8x8 than the sum of its phases: BLAS's workers
 # spin-wait after each GEMM and take the cores from the transform that follows.)
 
-def _threads_to_use():
-    return THREADS if THREADS is not None else _threads.blas_threads()
-
 
 def conv2d_forward(x, w, b=None, padding=(0, 0), m=None):
     """:func:`kernels.winograd.conv2d_forward`, same arguments and result."""
@@ -236,7 +233,7 @@ def conv2d_forward(x, w, b=None, padding=(0, 0), m=None):
     OH, OW = conv_output_size(H, 3, 1, PH), conv_output_size(W, 3, 1, PW)
     m = choose_tile(OH, OW) if m is None else m
     with _threads.one_blas_thread():
-        threads = _threads_to_use()
+        threads = _threads.threads_for(THREADS)
         return _correlate(x, _transformed_weight(w, m, False, threads), b, PH, PW, OH, OW,
                           m, threads)
 
@@ -247,7 +244,7 @@ def conv2d_input_grad(g, w, x_shape, padding=(0, 0), m=None):
     PH, PW = padding
     m = choose_tile(H, W) if m is None else m
     with _threads.one_blas_thread():
-        threads = _threads_to_use()
+        threads = _threads.threads_for(THREADS)
         # the flipped, channel-swapped filters (winograd.conv2d_input_grad), read in place
         return _correlate(g, _transformed_weight(w, m, True, threads), None, 2 - PH,
                           2 - PW, H, W, m, threads)
@@ -262,7 +259,7 @@ def conv2d_weight_grad(x, g, padding=(0, 0), m=None):
     AT, _, BT = (np.asarray(mat, dtype=x.dtype) for mat in MATRICES[m])
     tH, tW = -(-OH // m), -(-OW // m)
     P = tH * tW * N
-    threads = _threads_to_use()
+    threads = _threads.threads_for(THREADS)
     with _threads.one_blas_thread():
         V = _transformed_tiles(x, BT, padding[0], padding[1], m, tH, tW, threads)
         dM = _transformed_tiles(g, np.ascontiguousarray(AT.T), 0, 0, m, tH, tW, threads)

@@ -270,3 +270,39 @@ def test_small_layers_keep_their_columns_large_ones_rebuild_them(rng, monkeypatc
     out.backward(np.ones(out.shape))
     assert w.grad.numpy().any()
     assert F.conv2d(x, w.detach(), padding=1).grad_fn is None
+
+
+@pytest.mark.parametrize("x_shape", [(5, 3, 9, 7), (1, 3, 40, 40)])
+def test_threads_split_the_same_sums(rng, monkeypatch, x_shape):
+    """Tiles shared out over two threads (one-thread GEMMs, per-thread dL/dw parts) and
+    all on one thread give the same numbers (float64: to rounding)."""
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((4, 3, 3, 3))
+    g = rng.standard_normal((x_shape[0], 4) + x_shape[2:])
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    monkeypatch.setattr(fast, "MIN_TILE_COLUMNS", 1)
+    monkeypatch.setattr(fast, "TILE_ELEMENTS", 27 * 7 * x_shape[3])   # bands of 7 rows
+    results = []
+    for threads in (1, 2):
+        monkeypatch.setattr(fast, "THREADS", threads)
+        out, _ = fast.conv2d_forward(x, w, None, *args)
+        results.append((out,) + fast.conv2d_backward(g, x, w, x.shape, w.shape, *args,
+                                                      True, True, True))
+    for one, two in zip(*results):
+        np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-12)
+
+
+def test_one_blas_thread_sets_and_restores_the_blas_count():
+    from kernels import _threads
+    before = _threads.blas_threads()
+    controllers = _threads._blas_controllers()
+    assert controllers, "threadpoolctl (a dependency) finds no BLAS: nothing would split"
+    with _threads.one_blas_thread():
+        assert [lib.num_threads for lib in controllers.lib_controllers] == [1] * len(
+            controllers.lib_controllers)
+        assert _threads.blas_threads() == 1        # nested splits stay on one thread
+        with _threads.one_blas_thread():
+            pass
+        assert controllers.lib_controllers[0].num_threads == 1     # the outer block holds
+    assert _threads.blas_threads() == before
+    assert _threads.threads_for(3) == 3 and _threads.threads_for(None) == before
