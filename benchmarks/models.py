@@ -120,12 +120,14 @@ def cifar_resnet18(lib, num_classes=10):
     -pool-> (N, 512) -> (N, num_classes).
     """
     nn, F = lib.nn, lib.nn.functional
+    norm_then_act = _norm_then_act(lib)
 
     class BasicBlock(nn.Module):
         def __init__(self, in_planes, planes, stride):
             super().__init__()
             self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
             self.bn1 = nn.BatchNorm2d(planes)
+            self.relu = nn.ReLU()
             self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
             self.bn2 = nn.BatchNorm2d(planes)
             self.downsample = None
@@ -135,7 +137,7 @@ def cifar_resnet18(lib, num_classes=10):
                     nn.BatchNorm2d(planes))
 
         def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
+            out = norm_then_act(self.bn1, self.relu, self.conv1(x))   # relu(bn1(conv1(x)))
             out = self.bn2(self.conv2(out))
             shortcut = x if self.downsample is None else self.downsample(x)
             return F.relu(out + shortcut)
@@ -145,6 +147,7 @@ def cifar_resnet18(lib, num_classes=10):
             super().__init__()
             self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
             self.bn1 = nn.BatchNorm2d(64)
+            self.relu = nn.ReLU()
             blocks, in_planes = [], 64
             for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
                 blocks.append(nn.Sequential(BasicBlock(in_planes, planes, stride),
@@ -154,7 +157,7 @@ def cifar_resnet18(lib, num_classes=10):
             self.fc = nn.Linear(512, num_classes)
 
         def forward(self, x):
-            x = F.relu(self.bn1(self.conv1(x)))     # (N, 64, 32, 32)
+            x = norm_then_act(self.bn1, self.relu, self.conv1(x))    # (N, 64, 32, 32)
             x = self.layer1(x)                      # (N, 64, 32, 32)
             x = self.layer2(x)                      # (N, 128, 16, 16)
             x = self.layer3(x)                      # (N, 256, 8, 8)
@@ -163,6 +166,16 @@ def cifar_resnet18(lib, num_classes=10):
             return self.fc(x.flatten(1))            # (N, num_classes)
 
     return CifarResNet18()
+
+
+def _norm_then_act(lib):
+    """``norm_then_act(norm, act, x)``, which is ``act(norm(x))``: minicnn's, which runs a
+    plain BatchNorm2d and ReLU as one fused op (``minicnn.nn.activation``, as its own
+    ResNets do), or the two calls for torch (whose eager mode does not fuse them)."""
+    if lib.__name__ == "minicnn":
+        from minicnn.nn.activation import norm_then_act
+        return norm_then_act
+    return lambda norm, act, x: act(norm(x))
 
 
 # ------------------------------------------------ segmentation: the model files on torch

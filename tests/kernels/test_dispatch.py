@@ -27,6 +27,10 @@ def _run_every_fast_op(dtype=np.float64):
 
     F.conv2d(t(2, 3, 6, 6), t(4, 3, 3, 3), t(4), padding=1).sum().backward()
     F.conv_transpose2d(t(2, 4, 3, 3), t(4, 2, 3, 3), t(2), stride=2).sum().backward()
+    # output_padding >= stride (dilation 2 allows it): not a conv2d's exact adjoint, so
+    # the compiled im2col/col2im around matrix multiplies instead of conv2d's tiles
+    F.conv_transpose2d(t(2, 4, 3, 3), t(4, 2, 3, 3), t(2), dilation=2,
+                       output_padding=1).sum().backward()
     F.max_pool2d(t(2, 3, 6, 6), 2).sum().backward()
     for training in (True, False):
         F.batch_norm(t(4, 3, 5, 5), mc.tensor(np.zeros(3)), mc.tensor(np.ones(3)),
