@@ -32,9 +32,9 @@ one thread, with BLAS's threads). NOTE: numba's ``parallel=True`` was measured a
 dropped: its OpenMP workers spin-wait after each loop and starve the BLAS threads of the
 GEMM that follows (a 3x3 layer went from 80 ms to 800 ms on 2 cores).
 
-Small layers keep their columns from the forward pass for the weight gradient
-(KEEP_COLUMNS), and a kernel as large as its input (LeNet-5's C5) is a matrix multiply
-with no columns at all (:func:`covers_input`).
+A kernel as large as its input (LeNet-5's C5) is a matrix multiply with no columns at
+all (:func:`covers_input`). Layers may keep their columns from the forward pass for the
+weight gradient (KEEP_COLUMNS; off by default: measured slower, see there).
 
 Tile layout. Output positions are numbered (n, oh, ow). A tile covers images
 n0 .. n0+nimg-1 and, in each, the output rows oh0 .. oh0+nrows-1 (either whole images,
@@ -69,9 +69,13 @@ TILE_ELEMENTS = 1 << 20
 # machine, forward and backward).
 MIN_TILE_COLUMNS = 1 << 13
 # A layer whose column matrix holds at most this many entries keeps it from the forward
-# pass to the backward (conv2d_forward(keep_columns=True)): building the columns of a
-# small layer again costs more than the memory (8 MB in float32) of keeping them.
-KEEP_COLUMNS = 1 << 21
+# pass to the backward (conv2d_forward(keep_columns=True)) instead of building it again.
+# Off (0): measured on the LeNet-5 step (batch 64, alternating processes, quiet machine),
+# keeping the columns of C1 and C3 (2M entries allowed) took 5.5-5.9 ms a step against
+# 4.9-5.0 ms rebuilding them: the kept columns are fresh memory every step, while the
+# rebuild writes into the warm, reused workspace, and the im2col of these small layers
+# is cheap next to their GEMMs. Raise it to try it on other layers.
+KEEP_COLUMNS = 0
 #: threads a convolution's tiles are shared out over (None: as many as BLAS would use,
 #: kernels/_threads.blas_threads; 1: all tiles on the calling thread, around BLAS's own
 #: multi-threaded GEMMs, the arrangement before the split)

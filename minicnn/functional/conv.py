@@ -20,8 +20,7 @@ arithmetic and why that layout needs no transposes.
 On the CPU, float32/float64 NumPy arrays take a compiled fast path
 (``kernels/numba_conv.py``, chosen by ``kernels/dispatch.py``; ``MINICNN_KERNELS=reference``
 turns it off). It computes the same formulas tile by tile, so the column matrix is never
-held in full: conv2d saves the input instead and rebuilds the columns in backward (small
-layers keep them). conv_transpose2d, being conv2d's input gradient, runs through the
+held in full: conv2d saves the input instead and rebuilds the columns in backward. conv_transpose2d, being conv2d's input gradient, runs through the
 same tiles: its forward pass is ``numba_conv.conv2d_backward``'s dL/dx, its backward
 conv2d's forward pass (dL/dx) and weight gradient (dL/dw) with the roles swapped.
 
@@ -248,7 +247,7 @@ class Conv2d(Function):
         if self.fast:
             # the same formulas, tile by tile: the column matrix is never held in full,
             # so keep the input (nine times smaller for a 3x3 kernel) and let backward
-            # rebuild its columns (a small layer keeps them: numba_conv.KEEP_COLUMNS)
+            # rebuild its columns (or keep them: numba_conv.KEEP_COLUMNS)
             self.x_saved = x if self.needs_input_grad[1] else None    # dL/dw needs x
             self.w_saved = w if self.needs_input_grad[0] else None    # dL/dx needs w
             out, self.columns = numba_conv.conv2d_forward(
