@@ -404,8 +404,8 @@ def conv2d_backward(g, x, w, x_shape, w_shape, stride, padding, dilation, groups
     gx = np.zeros(x_shape, dtype=dtype) if need_x else None
     plan, kept = columns if columns is not None else (
         _plan(N, OH, OW, K, _threads.threads_for(THREADS)), None)
-    gw_parts = [np.zeros((G, K // G, O // G), dtype=dtype) if need_w else None
-                for _ in plan]                                       # gwᵀ, per thread
+    gw_parts = [np.empty((G, K // G, O // G), dtype=dtype) if need_w else None
+                for _ in plan]                     # gwᵀ, per thread: its first tile's sum
     gb_parts = [np.zeros(O, np.float64) for _ in plan]
 
     def work(part):
@@ -423,9 +423,12 @@ def conv2d_backward(g, x, w, x_shape, w_shape, stride, padding, dilation, groups
                     _im2col_tile(x, cols, m, nrows * OW, n0, nimg, oh0, nrows, OW, *geo)
                 # Σ over the tile's positions, as its transpose (G, Cg·KH·KW, m) @
                 # (G, m, O/G): BLAS measured faster this way round for thin layers
-                part_gw = _workspace.get("gw", gw_t.size, dtype).reshape(gw_t.shape)
+                # (the first tile writes the thread's sum, later ones add to it)
+                part_gw = gw_t if i == 0 else _workspace.get("gw", gw_t.size, dtype).reshape(
+                    gw_t.shape)
                 np.matmul(cols.reshape(G, K // G, m), gt.transpose(0, 2, 1), out=part_gw)
-                gw_t += part_gw
+                if i > 0:
+                    gw_t += part_gw
             if need_x:
                 # the tile's column gradients, (G, Cg·KH·KW, O/G) @ (G, O/G, m), then
                 # added back onto the pixels they came from (in a scratch buffer: the
