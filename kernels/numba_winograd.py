@@ -232,8 +232,8 @@ def conv2d_forward(x, w, b=None, padding=(0, 0), m=None):
     PH, PW = padding
     OH, OW = conv_output_size(H, 3, 1, PH), conv_output_size(W, 3, 1, PW)
     m = choose_tile(OH, OW) if m is None else m
+    threads = _threads.threads_for(THREADS)         # (read before BLAS is held at one)
     with _threads.one_blas_thread():
-        threads = _threads.threads_for(THREADS)
         return _correlate(x, _transformed_weight(w, m, False, threads), b, PH, PW, OH, OW,
                           m, threads)
 
@@ -243,8 +243,8 @@ def conv2d_input_grad(g, w, x_shape, padding=(0, 0), m=None):
     H, W = x_shape[2], x_shape[3]
     PH, PW = padding
     m = choose_tile(H, W) if m is None else m
+    threads = _threads.threads_for(THREADS)
     with _threads.one_blas_thread():
-        threads = _threads.threads_for(THREADS)
         # the flipped, channel-swapped filters (winograd.conv2d_input_grad), read in place
         return _correlate(g, _transformed_weight(w, m, True, threads), None, 2 - PH,
                           2 - PW, H, W, m, threads)

@@ -388,3 +388,24 @@ def test_a_model_under_the_context_manager(monkeypatch, rng):
         got = model(x).numpy()
     assert len(calls) == 2                      # the two 3x3 stride-1 layers
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_every_phase_splits_over_the_blas_thread_count(monkeypatch):
+    """The compiled path cuts each phase over as many threads as BLAS would use, read
+    before it holds BLAS at one thread (inside, blas_threads() answers 1)."""
+    from kernels import _threads
+    expected = _threads.blas_threads()
+    seen = []
+    split = _threads.split
+
+    def recording(count, work, threads=None):
+        seen.append(threads)
+        return split(count, work, threads)
+    monkeypatch.setattr(_threads, "split", recording)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 8, 8))
+    w = rng.standard_normal((4, 4, 3, 3))
+    numba_winograd.conv2d_forward(x, w, None, (1, 1), 4)
+    numba_winograd.conv2d_input_grad(x, w, x.shape, (1, 1), 4)
+    numba_winograd.conv2d_weight_grad(x, x, (1, 1), 4)
+    assert len(seen) >= 9 and set(seen) == {expected}
