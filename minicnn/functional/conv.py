@@ -172,8 +172,7 @@ def set_conv_algorithm(name, strict=True):
 
 #: the auto rule's limits (see auto_algorithm)
 WINOGRAD_MIN_CHANNELS = 64
-WINOGRAD_MIN_TILES = 48
-WINOGRAD_MAX_TRANSFORMED = 4 << 20
+WINOGRAD_MIN_TILES = 32
 
 
 def auto_algorithm(x_shape, w_shape, stride, dilation, groups, padding=(1, 1)):
@@ -185,11 +184,8 @@ def auto_algorithm(x_shape, w_shape, stride, dilation, groups, padding=(1, 1)):
 
     * it has at least WINOGRAD_MIN_CHANNELS (64) input and output channels: the
       α² GEMMs carry the work; with fewer, the transforms (memory-bound) dominate;
-    * its GEMMs have at least WINOGRAD_MIN_TILES (48) rows, P = N·⌈OH/4⌉·⌈OW/4⌉
+    * its GEMMs have at least WINOGRAD_MIN_TILES (32) rows, P = N·⌈OH/4⌉·⌈OW/4⌉
       tiles: thinner GEMMs (a 14x14 map at batch 1: 16 tiles) run far below BLAS's peak;
-    * the transformed input, 36·P·C numbers, stays within WINOGRAD_MAX_TRANSFORMED
-      (4 Mi numbers, 16 MB in float32: half this machine's L3 cache); larger, the
-      transforms stream through memory (C64 32x32 at batch 32: 4.7 Mi).
 
     else im2col. Only on the CPU fast path (float32/float64 NumPy arrays): the portable
     reference and the GPU keep im2col (``Conv2d.forward`` checks). Numbers: F(4x4) rounds
@@ -197,16 +193,19 @@ def auto_algorithm(x_shape, w_shape, stride, dilation, groups, padding=(1, 1)):
     6e-7); float64 stays near 1e-15. Force either with ``conv_algorithm=``.
 
     Measured, forward + backward (fwd only at batch 1), ms, best of 7 alternating runs,
-    the 2-core machine otherwise quiet, im2col / F(2x2) / F(4x4) ("W" marks the rule's
-    choice of Winograd)::
+    float32, the 2-core machine otherwise quiet, im2col / F(2x2) / F(4x4) ("W" marks the
+    rule's choice of Winograd)::
 
-        N32 C64  32x32   47.9 / 83.5 / 57.4        N1 C64  224x224   23.8 / 43.3 / 34.0
-        N32 C128 16x16   39.9 / 47.0 / 32.1 W      N1 C128 112x112   19.1 / 25.0 / 17.0 W
-        N32 C256 8x8     37.6 / 36.3 / 26.5 W      N1 C256 56x56     32.5 / 20.3 / 13.8 W
-        N32 C512 4x4     44.0 / 46.8 / 50.3        N1 C512 28x28     32.3 / 22.7 / 22.7 W
-        N32 C64  16x16   11.5 / 16.3 /  9.6 W      N1 C512 14x14      9.7 / 11.3 / 15.6
+        N32 C64  32x32   44.5 / 52.5 / 38.8 W      N1 C64  224x224   24.6 / 27.5 / 21.6 W
+        N32 C128 16x16   40.8 / 30.9 / 20.1 W      N1 C128 112x112   18.5 / 17.4 / 11.7 W
+        N32 C256 8x8     37.2 / 23.4 / 16.5 W      N1 C256 56x56     16.5 / 10.8 /  7.2 W
+        N32 C512 4x4     43.6 / 34.6 / 36.7 W      N1 C512 28x28     16.2 / 13.0 / 13.3 W
+        N32 C64  16x16   11.6 /  9.6 /  6.5 W      N1 C512 14x14      4.7 /  7.1 /  9.5
 
-    (``minicnn bench --compare-algorithms`` measures these again on your machine.)
+    Per pass (ms, im2col / F(4x4)), the weight gradient gains least and at C512 4x4 not at
+    all: N32 C256 8x8 forward 11.7 / 5.7, dL/dx 12.0 / 5.4, dL/dw 11.6 / 7.0; N32 C512
+    4x4 forward 11.6 / 11.0, dL/dx 13.3 / 8.7, dL/dw 12.1 / 15.6. (``minicnn bench
+    --compare-algorithms`` measures the shapes of the suite again on your machine.)
     """
     N, C, H, W = x_shape
     O = w_shape[0]
@@ -215,8 +214,7 @@ def auto_algorithm(x_shape, w_shape, stride, dilation, groups, padding=(1, 1)):
     OH = conv_output_size(H, 3, 1, padding[0])
     OW = conv_output_size(W, 3, 1, padding[1])
     tiles = N * (-(-OH // 4)) * (-(-OW // 4))
-    if (min(C, O) >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES
-            and 36 * tiles * C <= WINOGRAD_MAX_TRANSFORMED):
+    if min(C, O) >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES:
         return ("winograd", 4)
     return ("im2col", None)
 
