@@ -120,3 +120,24 @@ def test_numpys_other_distributions_come_from_the_stream_on_the_host():
     assert backend.get_rng_state()["counter"] == 1
     with pytest.raises(AttributeError):
         backend.get_rng(np).no_such_distribution
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 10])
+def test_standard_normal_in_chunks_draws_the_one_draw_numbers(monkeypatch, dtype, n):
+    """Box-Muller done NORMAL_CHUNK pairs at a time (to bound its temporaries) gives,
+    and consumes, exactly what the whole draw at once gives: written out here in full."""
+    def fresh():
+        return backend.Generator(np, {"seed": 11, "counter": 3})
+    pairs = -(-n // 2)
+    u = fresh().random(2 * pairs).reshape(pairs, 2)
+    radius = np.sqrt(-2.0 * np.log(1.0 - u[:, 0]))
+    angle = 2.0 * np.pi * u[:, 1]
+    want = np.stack([radius * np.cos(angle), radius * np.sin(angle)], 1).reshape(-1)[:n]
+    for chunk in (1, 2, 1 << 20):
+        monkeypatch.setattr(backend, "NORMAL_CHUNK", chunk)
+        rng = fresh()
+        got = rng.standard_normal(n, dtype=dtype)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, want.astype(dtype))
+        assert rng.state["counter"] == 3 + pairs        # one counter (4 words) per pair
