@@ -9,14 +9,22 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+def _run_example(name, folder, *args, timeout=600):
+    """Run ``examples/<name>`` with ``args`` from ``folder`` (the project importable);
+    the finished process, after checking it exited 0."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / name), *args],
+                         cwd=folder, env=env, capture_output=True, text=True,
+                         timeout=timeout)
+    assert run.returncode == 0, run.stderr
+    return run
+
+
 @pytest.mark.slow
 def test_lenet_by_hand_runs_and_leaves_nothing_behind(tmp_path):
     """Run from a scratch folder: the example trains, saves and reloads a checkpoint,
     and the folder it ran in is as empty afterwards as before."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / "lenet_digits_by_hand.py")],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
+    run = _run_example("lenet_digits_by_hand.py", tmp_path)
     assert "loaded it back into a fresh LeNet-5" in run.stdout
     accuracy = float(run.stdout.split("test accuracy ")[-1].split("%")[0])
     assert accuracy > 90
@@ -26,12 +34,8 @@ def test_lenet_by_hand_runs_and_leaves_nothing_behind(tmp_path):
 @pytest.mark.slow
 def test_monster_finetune_freezes_then_fine_tunes(tmp_path):
     """Seed 002's loop: the AlexNet layer does not move while frozen, the loss falls."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / "monster_finetune.py"),
-                          "--blocks", "2", "--channels", "8", "--epochs", "4",
-                          "--train-size", "128"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
+    run = _run_example("monster_finetune.py", tmp_path, "--blocks", "2", "--channels", "8",
+                       "--epochs", "4", "--train-size", "128")
     assert "Monster(2, 8): " in run.stdout
     assert "(AlexNet layer unchanged while frozen: True)" in run.stdout
     losses = [float(line.split()[1]) for line in run.stdout.splitlines()
@@ -44,10 +48,7 @@ def test_monster_finetune_freezes_then_fine_tunes(tmp_path):
 def test_localize_shapes_regresses_boxes_from_frozen_features(tmp_path):
     """OverFeat's localisation (spec B2): frozen classifier features + an l2 box
     regressor reach a test mean IoU above 0.5 on single-shape images."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / "localize_shapes.py")],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr
+    run = _run_example("localize_shapes.py", tmp_path, timeout=900)
     assert "(unchanged: True)" in run.stdout
     mean_iou = float(run.stdout.split("test mean IoU ")[-1].split(",")[0])
     assert mean_iou > 0.5
@@ -60,10 +61,7 @@ def test_transfer_learning_shows_what_the_pretraining_bought(tmp_path):
     """Issue 13: the untrained stem ended ahead of the pretrained one. The example now
     says what pretraining buys (reaching 85% sooner, a higher mean over the epochs); this
     fails if the numbers it prints do not bear that out."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / "transfer_learning.py")],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr
+    run = _run_example("transfer_learning.py", tmp_path, timeout=900)
     lines = run.stdout.splitlines()
 
     def curve(name):
@@ -82,12 +80,7 @@ def test_transfer_learning_shows_what_the_pretraining_bought(tmp_path):
 
 
 def _run_maskrcnn_example(folder, *args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / "maskrcnn_checkpoint.py"),
-                          *args], cwd=folder, env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert run.returncode == 0, run.stderr
-    return run
+    return _run_example("maskrcnn_checkpoint.py", folder, *args)
 
 
 def _released_layout(key):
@@ -155,13 +148,10 @@ def test_maskrcnn_checkpoint_without_a_checkpoint_says_what_is_needed(tmp_path):
 def test_faster_rcnn_shapes_trains_the_teaching_faster_rcnn(tmp_path):
     """Issue 11's teaching Faster R-CNN as a plain loop: a short run (5 epochs on 640
     images) prints the four losses, and its test mAP@0.5 beats a bar an untrained or
-    broken model misses (measured: 0.354 after 25 s on a quiet machine, 0.045 after the first epoch)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / "faster_rcnn_shapes.py"),
-                          "--epochs", "5", "--train-size", "640", "--test-size", "60",
-                          "--no-augment"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
+    broken model misses (measured: 0.354 after 25 s on a quiet machine, 0.045 after the
+    first epoch)."""
+    run = _run_example("faster_rcnn_shapes.py", tmp_path, "--epochs", "5", "--train-size",
+                       "640", "--test-size", "60", "--no-augment")
     assert "faster_rcnn_small: " in run.stdout
     lines = [line for line in run.stdout.splitlines() if line.startswith("epoch")]
     assert len(lines) == 5
@@ -180,12 +170,8 @@ def test_mask_rcnn_shapes_reports_box_map_and_mask_iou(tmp_path):
     detections' masks overlap the true ones (measured: box mAP@0.5 0.49, mean mask IoU
     0.62 on 21 matched detections, 80 s on the shared machine; the full run: 0.979 and
     0.847 on 566)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / "mask_rcnn_shapes.py"),
-                          "--epochs", "4", "--train-size", "640", "--test-size", "40",
-                          "--no-augment"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr
+    run = _run_example("mask_rcnn_shapes.py", tmp_path, "--epochs", "4", "--train-size",
+                       "640", "--test-size", "40", "--no-augment", timeout=900)
     lines = [line for line in run.stdout.splitlines() if line.startswith("epoch")]
     assert len(lines) == 4 and "mask " in lines[0]
     losses = [float(line.split()[3]) for line in lines]
