@@ -63,8 +63,12 @@ and one more branch at the same place::
        else:
            out = pooling.max_pool2d_forward(...)       # the reference
 
-Threads: the compiled loops run on the calling thread; the matrix multiplies around
-them on NumPy's BLAS threads (``threadpoolctl``, ``OPENBLAS_NUM_THREADS``).
+Threads: most compiled loops (pooling, normalisation, RoI ops) run on the calling
+thread. The convolution paths (``numba_conv``, ``numba_winograd``) share their work out
+over as many threads as NumPy's BLAS would use (``kernels/_threads.py``), holding BLAS
+at one thread meanwhile, so that the BLAS setting (``threadpoolctl``,
+``OPENBLAS_NUM_THREADS``) still decides how many cores they take; the fused optimizers
+(``minicnn/optim/_fused.py``) cut large updates over every core.
 """
 from __future__ import annotations
 

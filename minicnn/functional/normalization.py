@@ -89,7 +89,9 @@ def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None,
 
     Arguments, shapes and errors as :func:`batch_norm`. Gradient: batch norm's, of the
     upstream gradient kept only where the output is > 0 (relu' = [y > 0]: 0 at exactly
-    0, as torch, and 0 at NaN, as minicnn's relu).
+    0, as torch, and 0 at NaN, as minicnn's relu). minicnn only: torch has no such
+    function; ``nn.Sequential`` and the ResNets reach it through
+    ``nn.activation.norm_then_act`` / ``fused_pair``.
     """
     return _batch_norm("batch_norm_relu", BatchNormReLU, input, running_mean, running_var,
                        weight, bias, training, momentum, eps)

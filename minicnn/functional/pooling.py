@@ -151,7 +151,9 @@ def relu_max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil
     sends nothing either, as minicnn's relu gives no gradient at NaN (torch's passes it).
 
     Args, shapes and errors as :func:`max_pool2d` (no ``return_indices``: the index of
-    a window of zeros would depend on which zero won).
+    a window of zeros would depend on which zero won). minicnn only: torch has no such
+    function (its eager mode runs the two ops); ``nn.Sequential`` and LeNet-5 reach it
+    through ``nn.activation.act_then_pool`` / ``fused_pair``.
     """
     x = as_tensor(input)
     window = _max_pool_window("relu_max_pool2d", x, kernel_size, stride, padding, dilation,
