@@ -207,6 +207,10 @@ def auto_algorithm(x_shape, w_shape, stride, dilation, groups, padding=(1, 1)):
     4x4 forward 11.6 / 11.0, dL/dx 13.3 / 8.7, dL/dw 12.1 / 15.6. (``minicnn bench
     --compare-algorithms`` measures the shapes of the suite again on your machine.)
     """
+    for name, shape in (("x_shape", x_shape), ("w_shape", w_shape)):
+        if len(tuple(shape)) != 4:
+            raise ValueError(f"auto_algorithm: {name} must have 4 sizes ((N, C, H, W) for "
+                             f"x_shape, (O, C/G, KH, KW) for w_shape), got {tuple(shape)}")
     N, C, H, W = x_shape
     O = w_shape[0]
     if winograd.unsupported(w_shape, stride, dilation, groups) is not None:

@@ -256,6 +256,14 @@ def test_auto_rule(x_shape, winograd):
             "im2col", None)
 
 
+def test_auto_rule_refuses_shapes_of_the_wrong_rank():
+    with pytest.raises(ValueError, match=r"auto_algorithm: x_shape must have 4 sizes .* "
+                                         r"got \(3, 4, 5\)"):
+        F.auto_algorithm((3, 4, 5), (4, 4, 3, 3), (1, 1), (1, 1), 1)
+    with pytest.raises(ValueError, match="auto_algorithm: w_shape must have 4 sizes"):
+        F.auto_algorithm((1, 4, 5, 5), (4, 4, 3), (1, 1), (1, 1), 1)
+
+
 def test_auto_takes_winograd_on_the_fast_path_only(monkeypatch):
     calls = _recording(monkeypatch)
     rng = np.random.default_rng(0)
