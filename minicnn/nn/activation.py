@@ -15,8 +15,6 @@ must see the intermediate result, which the fused op never makes.
 from __future__ import annotations
 
 from .. import functional as F
-from ..autograd import as_tensor
-from ._utils import check_channels, check_ndim
 from .module import Module
 from .normalization import BatchNorm2d
 from .pooling import MaxPool2d
@@ -171,13 +169,6 @@ def _plain(module, cls):
 
 
 def _batch_norm_relu(bn, input):
-    """``relu(bn(input))``: ``_BatchNorm.forward``'s steps in the case ``fused_pair``
-    lets through (tracked running statistics, a numeric momentum), with
-    ``F.batch_norm_relu`` in place of ``F.batch_norm``."""
-    x = as_tensor(input)
-    check_ndim(bn, x, bn._ndims, bn._layout)
-    check_channels(bn, x, 1, bn.num_features)
-    if bn.training:
-        bn.num_batches_tracked.array += 1
-    return F.batch_norm_relu(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
-                             bn.training, bn.momentum, bn.eps)
+    """``relu(bn(input))``: the batch norm layer's own steps with ``F.batch_norm_relu``
+    in place of ``F.batch_norm``."""
+    return bn._normalize(input, F.batch_norm_relu)

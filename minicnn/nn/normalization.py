@@ -71,6 +71,12 @@ class _BatchNorm(Module):
         _reset_affine(self)
 
     def forward(self, input):
+        return self._normalize(input, F.batch_norm)
+
+    def _normalize(self, input, op):
+        """``op(input, ...)`` with this layer's statistics and parameters, the running
+        statistics' bookkeeping done first: ``op`` is ``F.batch_norm``, or
+        ``F.batch_norm_relu`` when ``nn.activation`` fuses this layer with a ReLU."""
         x = as_tensor(input)
         check_ndim(self, x, self._ndims, self._layout)
         check_channels(self, x, 1, self.num_features)
@@ -83,9 +89,9 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or (self.running_mean is None
                                             and self.running_var is None)
         keep = not self.training or self.track_running_stats
-        return F.batch_norm(x, self.running_mean if keep else None,
-                            self.running_var if keep else None, self.weight, self.bias,
-                            use_batch_stats, factor, self.eps)
+        return op(x, self.running_mean if keep else None,
+                  self.running_var if keep else None, self.weight, self.bias,
+                  use_batch_stats, factor, self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
